@@ -1,0 +1,27 @@
+//! OCI primitives shared by every pier crate.
+//!
+//! Everything that the OCI Distribution and Image specs define as a grammar or a table lives
+//! here exactly once: content digests, repository names and tags, references, media types,
+//! the error-code table and platforms with their canonical names. No I/O.
+//!
+//! ```
+//! use pier_oci::{Digest, Reference, RepoName};
+//! let name: RepoName = "team/app/api".parse().unwrap();
+//! let r: Reference = "v1.2".parse().unwrap();
+//! assert!(matches!(r, Reference::Tag(_)));
+//! let d = Digest::sha256_of(b"hello");
+//! assert_eq!(d.to_string().len(), "sha256:".len() + 64);
+//! assert_eq!(name.as_str(), "team/app/api");
+//! ```
+#![deny(missing_docs)]
+
+mod digest;
+mod error;
+pub mod media;
+mod name;
+mod platform;
+
+pub use digest::{Algorithm, Digest, DigestError, Hasher};
+pub use error::{ErrorCode, OciError};
+pub use name::{NameError, Reference, RepoName, Tag};
+pub use platform::{Platform, PlatformError};

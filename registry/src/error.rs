@@ -1,0 +1,135 @@
+//! The HTTP edge for errors: every domain error becomes an OCI error body here, once.
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use pier_oci::{ErrorCode, NameError, OciError};
+
+use crate::manifest::ManifestError;
+use crate::storage::{BlobError, MetaError};
+
+/// The cause of a 5xx, attached to the response so the request log prints it (responses
+/// never log by themselves).
+#[derive(Clone, Debug)]
+pub struct ErrorCause(pub String);
+
+/// An error answer: the OCI error plus any headers the protocol wants with it.
+#[derive(Debug)]
+pub struct ApiError {
+    error: OciError,
+    headers: HeaderMap,
+    cause: Option<String>,
+}
+
+impl ApiError {
+    /// The error with its table status.
+    pub fn code(code: ErrorCode) -> ApiError {
+        OciError::new(code).into()
+    }
+
+    /// Replace the message.
+    pub fn message(mut self, m: impl Into<String>) -> ApiError {
+        self.error = self.error.message(m);
+        self
+    }
+
+    /// Answer with another status.
+    pub fn status(mut self, s: StatusCode) -> ApiError {
+        self.error = self.error.status(s);
+        self
+    }
+
+    /// Add structured detail.
+    pub fn detail(mut self, d: serde_json::Value) -> ApiError {
+        self.error = self.error.detail(d);
+        self
+    }
+
+    /// Add a header.
+    pub fn header(mut self, name: HeaderName, value: String) -> ApiError {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            self.headers.insert(name, v);
+        }
+        self
+    }
+
+    fn internal(code: ErrorCode, cause: String) -> ApiError {
+        let mut e = ApiError::code(code);
+        e.cause = Some(cause);
+        e
+    }
+}
+
+impl From<OciError> for ApiError {
+    fn from(error: OciError) -> Self {
+        ApiError {
+            error,
+            headers: HeaderMap::new(),
+            cause: None,
+        }
+    }
+}
+
+impl From<BlobError> for ApiError {
+    fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::NotFound => ApiError::code(ErrorCode::BlobUnknown),
+            BlobError::UploadUnknown => ApiError::code(ErrorCode::BlobUploadUnknown),
+            BlobError::OutOfOrder { current, .. } => ApiError::code(ErrorCode::RangeInvalid)
+                .message(e.to_string())
+                .header(header::RANGE, crate::routes::upload_range(current)),
+            BlobError::RangeInvalid { size } => ApiError::code(ErrorCode::RangeInvalid)
+                .message(e.to_string())
+                .header(header::CONTENT_RANGE, format!("bytes */{size}")),
+            BlobError::DigestMismatch { .. } => ApiError::code(ErrorCode::DigestInvalid).message(e.to_string()),
+            BlobError::BodyIncomplete { .. } => ApiError::code(ErrorCode::BlobUploadInvalid).message(e.to_string()),
+            BlobError::NoSpace => ApiError::internal(ErrorCode::InsufficientStorage, e.to_string()),
+            BlobError::Io(_) => ApiError::internal(ErrorCode::Unknown, e.to_string()),
+        }
+    }
+}
+
+impl From<MetaError> for ApiError {
+    fn from(e: MetaError) -> Self {
+        ApiError::internal(ErrorCode::Unknown, e.to_string())
+    }
+}
+
+impl From<ManifestError> for ApiError {
+    fn from(e: ManifestError) -> Self {
+        let status = match e {
+            ManifestError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ManifestError::Invalid(_) => StatusCode::BAD_REQUEST,
+        };
+        ApiError::code(ErrorCode::ManifestInvalid).message(e.to_string()).status(status)
+    }
+}
+
+impl From<NameError> for ApiError {
+    fn from(e: NameError) -> Self {
+        let code = match e {
+            NameError::Name(_) => ErrorCode::NameInvalid,
+            NameError::Tag(_) => ErrorCode::TagInvalid,
+            NameError::Digest(_) => ErrorCode::DigestInvalid,
+        };
+        ApiError::code(code).message(e.to_string())
+    }
+}
+
+impl From<pier_oci::DigestError> for ApiError {
+    fn from(e: pier_oci::DigestError) -> Self {
+        ApiError::code(ErrorCode::DigestInvalid).message(e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&self.error.body()).expect("error body serializes");
+        let mut resp = (self.error.status, self.headers, body).into_response();
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(c) = self.cause {
+            resp.extensions_mut().insert(ErrorCause(c));
+        }
+        resp
+    }
+}

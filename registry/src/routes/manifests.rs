@@ -1,0 +1,137 @@
+//! `GET`/`HEAD`/`PUT`/`DELETE /v2/<name>/manifests/<reference>`.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+use bytes::Bytes;
+use pier_oci::{Digest, ErrorCode, Reference, RepoName};
+
+use super::{App, Result, blobs, header_str};
+use crate::error::ApiError;
+use crate::limits::MAX_MANIFEST_BYTES;
+use crate::manifest;
+use crate::storage::ManifestRecord;
+
+const DOCKER_CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
+const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
+
+fn digest_header(d: &Digest) -> HeaderValue {
+    HeaderValue::from_str(&d.to_string()).expect("digest is a valid header value")
+}
+
+pub(super) async fn get(app: &App, name: &RepoName, reference: &str, head: bool) -> Result {
+    let reference: Reference = reference.parse()?;
+    let record = app
+        .meta
+        .get_manifest(name, &reference)
+        .await?
+        .ok_or_else(|| ApiError::code(ErrorCode::ManifestUnknown))?;
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&record.media_type).unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    h.insert(header::CONTENT_LENGTH, record.bytes.len().into());
+    h.insert(DOCKER_CONTENT_DIGEST, digest_header(&record.digest));
+    h.insert(header::ETAG, HeaderValue::from_str(&format!("\"{}\"", record.digest)).expect("etag"));
+    if head {
+        return Ok((h, Body::empty()).into_response());
+    }
+    Ok((h, Body::from(record.bytes)).into_response())
+}
+
+/// The body of a manifest PUT, refusing more than the limit before reading it all.
+async fn read_limited(headers: &HeaderMap, body: Body) -> Result<Bytes> {
+    let too_big = || {
+        ApiError::code(ErrorCode::ManifestInvalid)
+            .status(StatusCode::PAYLOAD_TOO_LARGE)
+            .message(format!("manifest exceeds the {MAX_MANIFEST_BYTES} byte limit"))
+    };
+    if header_str(headers, header::CONTENT_LENGTH)
+        .and_then(|l| l.parse::<u64>().ok())
+        .is_some_and(|l| l > MAX_MANIFEST_BYTES as u64)
+    {
+        return Err(too_big());
+    }
+    let limited = http_body_util::Limited::new(body, MAX_MANIFEST_BYTES);
+    match http_body_util::BodyExt::collect(limited).await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_big()),
+        Err(e) => Err(ApiError::code(ErrorCode::ManifestInvalid).message(format!("reading the manifest failed: {e}"))),
+    }
+}
+
+pub(super) async fn put(app: &App, name: &RepoName, reference: &str, headers: &HeaderMap, body: Body) -> Result {
+    let reference: Reference = reference.parse()?;
+    let bytes = read_limited(headers, body).await?;
+    let digest = match &reference {
+        Reference::Digest(claimed) => {
+            let actual = claimed.same_algorithm_of(&bytes);
+            if actual != *claimed {
+                return Err(ApiError::code(ErrorCode::DigestInvalid)
+                    .message(format!("manifest content has digest {actual}, not {claimed}")));
+            }
+            actual
+        }
+        Reference::Tag(_) => Digest::sha256_of(&bytes),
+    };
+    let content_type = header_str(headers, header::CONTENT_TYPE).unwrap_or("");
+    let info = manifest::parse(content_type, &bytes)?;
+
+    // Everything referenced must already be here, so a reader following this manifest
+    // never meets a dangling reference.
+    for blob in &info.blobs {
+        if blobs::existing(app, name, blob).await?.is_none() {
+            return Err(ApiError::code(ErrorCode::ManifestBlobUnknown)
+                .message(format!("blob {blob} is not in repository {name}"))
+                .detail(serde_json::json!({ "digest": blob.to_string() })));
+        }
+    }
+    for child in &info.children {
+        let r = Reference::Digest(child.clone());
+        if app.meta.get_manifest(name, &r).await?.is_none() {
+            return Err(ApiError::code(ErrorCode::ManifestBlobUnknown)
+                .message(format!("manifest {child} is not in repository {name}"))
+                .detail(serde_json::json!({ "digest": child.to_string() })));
+        }
+    }
+
+    let record = ManifestRecord {
+        digest: digest.clone(),
+        media_type: info.media_type,
+        bytes,
+        blobs: info.blobs,
+        children: info.children,
+        subject: info.subject,
+        artifact_type: info.artifact_type,
+        annotations: info.annotations,
+    };
+    let tag = match &reference {
+        Reference::Tag(t) => Some(t),
+        Reference::Digest(_) => None,
+    };
+    app.meta.put_manifest(name, &record, tag).await?;
+
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::LOCATION,
+        HeaderValue::from_str(&format!("/v2/{name}/manifests/{digest}")).expect("location"),
+    );
+    h.insert(DOCKER_CONTENT_DIGEST, digest_header(&digest));
+    h.insert(header::CONTENT_LENGTH, 0.into());
+    if let Some(s) = &record.subject {
+        h.insert(OCI_SUBJECT, digest_header(s));
+    }
+    Ok((StatusCode::CREATED, h).into_response())
+}
+
+pub(super) async fn delete(app: &App, name: &RepoName, reference: &str) -> Result {
+    let deleted = match reference.parse()? {
+        Reference::Tag(t) => app.meta.delete_tag(name, &t).await?,
+        Reference::Digest(d) => app.meta.delete_manifest(name, &d).await?,
+    };
+    if !deleted {
+        return Err(ApiError::code(ErrorCode::ManifestUnknown));
+    }
+    Ok(StatusCode::ACCEPTED.into_response())
+}

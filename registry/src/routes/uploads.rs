@@ -1,0 +1,183 @@
+//! Blob uploads: `POST /v2/<name>/blobs/uploads/` (session, monolithic, mount), then
+//! `PATCH`/`PUT`/`GET`/`DELETE /v2/<name>/blobs/uploads/<id>`.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use pier_oci::{Digest, ErrorCode, RepoName};
+
+use super::{App, Result, blobs, body_stream, header_str, param, query, upload_range};
+use crate::error::ApiError;
+use crate::storage::{BlobError, UploadId, UploadRecord};
+
+fn upload_location(name: &RepoName, id: UploadId) -> String {
+    format!("/v2/{name}/blobs/uploads/{id}")
+}
+
+fn session_response(status: StatusCode, name: &RepoName, id: UploadId, size: u64) -> Response {
+    (
+        status,
+        [
+            (header::LOCATION, upload_location(name, id)),
+            (header::RANGE, upload_range(size)),
+            (header::HeaderName::from_static("docker-upload-uuid"), id.to_string()),
+            (header::CONTENT_LENGTH, "0".to_owned()),
+        ],
+    )
+        .into_response()
+}
+
+fn blob_created(name: &RepoName, digest: &Digest) -> Response {
+    (
+        StatusCode::CREATED,
+        [
+            (header::LOCATION, format!("/v2/{name}/blobs/{digest}")),
+            (header::HeaderName::from_static("docker-content-digest"), digest.to_string()),
+            (header::CONTENT_LENGTH, "0".to_owned()),
+        ],
+    )
+        .into_response()
+}
+
+/// The session named in the URL, which must belong to this repository.
+async fn session(app: &App, name: &RepoName, id: &str) -> Result<UploadId> {
+    let unknown = || ApiError::code(ErrorCode::BlobUploadUnknown);
+    let id: UploadId = id.parse().map_err(|_| unknown())?;
+    match app.meta.get_upload(id).await? {
+        Some(r) if r.repo == name.as_str() => Ok(id),
+        _ => Err(unknown()),
+    }
+}
+
+async fn open_session(app: &App, name: &RepoName) -> Result<UploadId> {
+    let id = app.blobs.create_upload().await?;
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let record = UploadRecord {
+        repo: name.to_string(),
+        started,
+    };
+    app.meta.create_upload(id, &record).await?;
+    Ok(id)
+}
+
+/// Verify and store the session's bytes, link the blob, close the session. On a digest
+/// mismatch the session is gone and nothing was stored.
+async fn commit(app: &App, name: &RepoName, id: UploadId, digest: &Digest) -> Result {
+    let committed = app.blobs.commit(id, digest).await;
+    // Whatever the outcome, the session is spent: the bytes are stored or discarded.
+    app.meta.delete_upload(id).await?;
+    committed?;
+    app.meta.link_blob(name, digest).await?;
+    Ok(blob_created(name, digest))
+}
+
+fn digest_param(q: &[(String, String)]) -> Result<Option<Digest>> {
+    match param(q, "digest") {
+        None => Ok(None),
+        Some(d) => Ok(Some(d.parse()?)),
+    }
+}
+
+/// `Content-Range: <start>-<end>` of a chunk (inclusive; some clients prefix `bytes `).
+fn chunk_start(headers: &HeaderMap) -> Result<Option<u64>> {
+    let Some(v) = header_str(headers, header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
+    let v = v.trim().trim_start_matches("bytes").trim_start_matches('=').trim();
+    let bad = || ApiError::code(ErrorCode::RangeInvalid).message(format!("malformed Content-Range {v:?}"));
+    let (a, b) = v.split_once('-').ok_or_else(bad)?;
+    let (a, b): (u64, u64) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+    if b < a {
+        return Err(bad());
+    }
+    if let Some(len) = header_str(headers, header::CONTENT_LENGTH).and_then(|l| l.parse::<u64>().ok())
+        && len != b - a + 1
+    {
+        return Err(ApiError::code(ErrorCode::SizeInvalid)
+            .message(format!("Content-Range {v} does not match Content-Length {len}")));
+    }
+    Ok(Some(a))
+}
+
+fn has_body(headers: &HeaderMap) -> bool {
+    match header_str(headers, header::CONTENT_LENGTH) {
+        Some(l) => l.trim() != "0",
+        None => headers.contains_key(header::TRANSFER_ENCODING),
+    }
+}
+
+pub(super) async fn start(app: &App, name: &RepoName, uri: &Uri, headers: &HeaderMap, body: Body) -> Result {
+    let q = query(uri);
+    if let Some(mount) = param(&q, "mount") {
+        let digest: Digest = mount.parse()?;
+        if let Some(from) = param(&q, "from").and_then(|f| f.parse::<RepoName>().ok())
+            && blobs::existing(app, &from, &digest).await?.is_some()
+        {
+            app.meta.link_blob(name, &digest).await?;
+            return Ok(blob_created(name, &digest));
+        }
+        // Spec: when the mount cannot happen, fall back to an ordinary upload session.
+        let id = open_session(app, name).await?;
+        return Ok(session_response(StatusCode::ACCEPTED, name, id, 0));
+    }
+    let digest = digest_param(&q)?;
+    let id = open_session(app, name).await?;
+    match digest {
+        // Monolithic upload: POST ?digest= with the whole blob as the body.
+        Some(digest) => {
+            if has_body(headers) {
+                append(app, id, None, body).await?;
+            }
+            commit(app, name, id, &digest).await
+        }
+        None => Ok(session_response(StatusCode::ACCEPTED, name, id, 0)),
+    }
+}
+
+async fn append(app: &App, id: UploadId, at: Option<u64>, body: Body) -> Result<u64> {
+    match app.blobs.append(id, at, body_stream(body)).await {
+        Ok(size) => Ok(size),
+        Err(e @ (BlobError::NoSpace | BlobError::Io(_))) => {
+            // The store dropped the session's bytes; drop the record too.
+            app.meta.delete_upload(id).await?;
+            Err(e.into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(super) async fn patch(app: &App, name: &RepoName, id: &str, headers: &HeaderMap, body: Body) -> Result {
+    let id = session(app, name, id).await?;
+    let at = chunk_start(headers)?;
+    let size = append(app, id, at, body).await?;
+    Ok(session_response(StatusCode::ACCEPTED, name, id, size))
+}
+
+pub(super) async fn finish(app: &App, name: &RepoName, id: &str, uri: &Uri, headers: &HeaderMap, body: Body) -> Result {
+    let id = session(app, name, id).await?;
+    let digest = digest_param(&query(uri))?
+        .ok_or_else(|| ApiError::code(ErrorCode::DigestInvalid).message("the digest query parameter is required"))?;
+    if has_body(headers) {
+        append(app, id, chunk_start(headers)?, body).await?;
+    }
+    commit(app, name, id, &digest).await
+}
+
+pub(super) async fn status(app: &App, name: &RepoName, id: &str) -> Result {
+    let id = session(app, name, id).await?;
+    let size = app.blobs.upload_size(id).await?;
+    Ok(session_response(StatusCode::NO_CONTENT, name, id, size))
+}
+
+pub(super) async fn cancel(app: &App, name: &RepoName, id: &str) -> Result {
+    let id = session(app, name, id).await?;
+    let aborted = app.blobs.abort(id).await;
+    app.meta.delete_upload(id).await?;
+    match aborted {
+        Ok(()) | Err(BlobError::UploadUnknown) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(e) => Err(e.into()),
+    }
+}

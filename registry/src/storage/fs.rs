@@ -1,0 +1,343 @@
+//! The filesystem blob store, pier's embedded default.
+//!
+//! Layout: `ROOT/blobs/<alg>/<first two hex>/<hex>` for blobs, `ROOT/uploads/<uuid>` for
+//! sessions. Both live on one filesystem so that committing an upload is a rename: a blob
+//! file exists under its digest name only once it is complete, verified and fsynced.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use pier_oci::{Algorithm, Digest, Hasher};
+use tokio::io::AsyncReadExt;
+use tokio::task::JoinHandle;
+use tokio_util::io::ReaderStream;
+
+use super::blob::{BlobError, BlobStore, ByteStream, UploadId};
+use crate::limits::{READ_CHUNK, WRITE_BATCH};
+
+/// Per-session state kept in memory between requests: the running hash and the offset it
+/// covers. Lost on restart, in which case `commit` re-reads the file to hash it.
+#[derive(Default)]
+struct Session {
+    hasher: Option<(Hasher, u64)>,
+}
+
+/// Blobs as files under a root directory.
+pub struct FsBlobStore {
+    root: PathBuf,
+    sessions: Mutex<HashMap<UploadId, Arc<tokio::sync::Mutex<Session>>>>,
+}
+
+impl FsBlobStore {
+    /// Open (creating if needed) a store rooted at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> io::Result<FsBlobStore> {
+        let root = root.into();
+        fs::create_dir_all(root.join("blobs"))?;
+        fs::create_dir_all(root.join("uploads"))?;
+        Ok(FsBlobStore {
+            root,
+            sessions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.root
+            .join("blobs")
+            .join(d.algorithm().as_str())
+            .join(&d.hex()[..2])
+            .join(d.hex())
+    }
+
+    fn upload_path(&self, id: UploadId) -> PathBuf {
+        self.root.join("uploads").join(id.to_string())
+    }
+
+    fn session(&self, id: UploadId) -> Arc<tokio::sync::Mutex<Session>> {
+        let mut map = self.sessions.lock().expect("session map poisoned");
+        map.entry(id).or_default().clone()
+    }
+
+    fn forget(&self, id: UploadId) {
+        self.sessions.lock().expect("session map poisoned").remove(&id);
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, BlobError> + Send + 'static,
+) -> Result<T, BlobError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| BlobError::Io(io::Error::other(e)))?
+}
+
+fn not_found_as(e: io::Error, what: BlobError) -> BlobError {
+    if e.kind() == io::ErrorKind::NotFound {
+        what
+    } else {
+        BlobError::from_io(e)
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Create `dir` and any missing parents, fsyncing each parent whose entries changed so the
+/// new directories survive a crash.
+fn create_dirs_durably(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dirs_durably(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    if let Some(parent) = dir.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+fn hash_file(file: &mut File, algorithm: Algorithm) -> io::Result<Digest> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut h = Hasher::new(algorithm);
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(h.finish());
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+/// Writes batches to the session file and the running hash on a blocking thread while the
+/// next batch is being received: one batch in flight, one being gathered.
+struct WritePipeline {
+    idle: Option<(File, Option<Hasher>)>,
+    pending: Option<JoinHandle<io::Result<(File, Option<Hasher>)>>>,
+    written: u64,
+}
+
+impl WritePipeline {
+    async fn settle(&mut self) -> io::Result<()> {
+        if let Some(job) = self.pending.take() {
+            self.idle = Some(job.await.map_err(io::Error::other)??);
+        }
+        Ok(())
+    }
+
+    async fn submit(&mut self, batch: Bytes) -> io::Result<()> {
+        self.settle().await?;
+        let (mut file, mut hasher) = self.idle.take().expect("pipeline holds the file");
+        self.written += batch.len() as u64;
+        self.pending = Some(tokio::task::spawn_blocking(move || {
+            file.write_all(&batch)?;
+            if let Some(h) = hasher.as_mut() {
+                h.update(&batch);
+            }
+            Ok((file, hasher))
+        }));
+        Ok(())
+    }
+
+    async fn finish(mut self) -> io::Result<(Option<Hasher>, u64)> {
+        self.settle().await?;
+        let (_, hasher) = self.idle.take().expect("pipeline holds the file");
+        Ok((hasher, self.written))
+    }
+}
+
+#[async_trait]
+impl BlobStore for FsBlobStore {
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>, BlobError> {
+        match tokio::fs::metadata(self.blob_path(digest)).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(BlobError::from_io(e)),
+        }
+    }
+
+    async fn read(&self, digest: &Digest, range: Option<Range<u64>>) -> Result<ByteStream, BlobError> {
+        let mut file = tokio::fs::File::open(self.blob_path(digest))
+            .await
+            .map_err(|e| not_found_as(e, BlobError::NotFound))?;
+        let size = file.metadata().await?.len();
+        let range = range.unwrap_or(0..size);
+        if range.start > range.end || range.end > size {
+            return Err(BlobError::RangeInvalid { size });
+        }
+        if range.start > 0 {
+            tokio::io::AsyncSeekExt::seek(&mut file, SeekFrom::Start(range.start)).await?;
+        }
+        let reader = file.take(range.end - range.start);
+        Ok(ReaderStream::with_capacity(reader, READ_CHUNK).boxed())
+    }
+
+    async fn delete(&self, digest: &Digest) -> Result<(), BlobError> {
+        tokio::fs::remove_file(self.blob_path(digest))
+            .await
+            .map_err(|e| not_found_as(e, BlobError::NotFound))
+    }
+
+    async fn create_upload(&self) -> Result<UploadId, BlobError> {
+        let id = UploadId::new();
+        let path = self.upload_path(id);
+        blocking(move || {
+            File::create_new(&path).map_err(BlobError::from_io)?;
+            // The session must outlive a crash: make its directory entry durable.
+            sync_dir(path.parent().expect("uploads dir")).map_err(BlobError::from_io)?;
+            Ok(())
+        })
+        .await?;
+        Ok(id)
+    }
+
+    async fn upload_size(&self, id: UploadId) -> Result<u64, BlobError> {
+        tokio::fs::metadata(self.upload_path(id))
+            .await
+            .map(|m| m.len())
+            .map_err(|e| not_found_as(e, BlobError::UploadUnknown))
+    }
+
+    async fn append(&self, id: UploadId, at: Option<u64>, mut body: ByteStream) -> Result<u64, BlobError> {
+        let session = self.session(id);
+        let mut session = session.lock().await;
+        let path = self.upload_path(id);
+        let (file, len) = blocking(move || {
+            let file = OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .map_err(|e| not_found_as(e, BlobError::UploadUnknown))?;
+            let len = file.metadata()?.len();
+            Ok((file, len))
+        })
+        .await?;
+        if let Some(at) = at
+            && at != len
+        {
+            return Err(BlobError::OutOfOrder { current: len, requested: at });
+        }
+        let hasher = match session.hasher.take() {
+            Some((h, covered)) if covered == len => Some(h),
+            _ if len == 0 => Some(Hasher::new(Algorithm::Sha256)),
+            // After a restart the running hash is gone; commit re-reads the file.
+            _ => None,
+        };
+        let mut pipeline = WritePipeline {
+            idle: Some((file, hasher)),
+            pending: None,
+            written: len,
+        };
+        let mut batch = BytesMut::with_capacity(WRITE_BATCH);
+        let mut body_error = None;
+        let mut write_result = Ok(());
+        while let Some(item) = body.next().await {
+            match item {
+                Ok(chunk) => {
+                    batch.extend_from_slice(&chunk);
+                    if batch.len() >= WRITE_BATCH {
+                        let full = std::mem::replace(&mut batch, BytesMut::with_capacity(WRITE_BATCH));
+                        write_result = pipeline.submit(full.freeze()).await;
+                        if write_result.is_err() {
+                            break;
+                        }
+                    }
+                }
+                Err(e) => {
+                    body_error = Some(e);
+                    break;
+                }
+            }
+        }
+        if write_result.is_ok() && !batch.is_empty() {
+            write_result = pipeline.submit(batch.freeze()).await;
+        }
+        let finished = match write_result {
+            Ok(()) => pipeline.finish().await,
+            Err(e) => Err(e),
+        };
+        match finished {
+            Ok((hasher, written)) => {
+                session.hasher = hasher.map(|h| (h, written));
+                match body_error {
+                    Some(source) => Err(BlobError::BodyIncomplete { offset: written, source }),
+                    None => Ok(written),
+                }
+            }
+            Err(e) => {
+                // A failed write leaves the file in an unknown state: drop the session
+                // rather than let a client resume onto torn bytes.
+                drop(session);
+                let _ = tokio::fs::remove_file(self.upload_path(id)).await;
+                self.forget(id);
+                Err(BlobError::from_io(e))
+            }
+        }
+    }
+
+    async fn commit(&self, id: UploadId, expected: &Digest) -> Result<u64, BlobError> {
+        let session = self.session(id);
+        let mut session = session.lock().await;
+        let hasher = session.hasher.take();
+        let upload = self.upload_path(id);
+        let dest = self.blob_path(expected);
+        let expected = expected.clone();
+        let result = blocking(move || {
+            let mut file = File::open(&upload).map_err(|e| not_found_as(e, BlobError::UploadUnknown))?;
+            let len = file.metadata()?.len();
+            let computed = match hasher {
+                Some((h, covered)) if covered == len && h.algorithm() == expected.algorithm() => h.finish(),
+                _ => hash_file(&mut file, expected.algorithm())?,
+            };
+            if computed != expected {
+                let _ = fs::remove_file(&upload);
+                return Err(BlobError::DigestMismatch { claimed: expected, computed });
+            }
+            let outcome = (|| {
+                // Durable bytes before the name: a crash never leaves a short file under
+                // a digest name.
+                file.sync_all()?;
+                if dest.exists() {
+                    fs::remove_file(&upload)?;
+                } else {
+                    let dir = dest.parent().expect("blob dir");
+                    create_dirs_durably(dir)?;
+                    fs::rename(&upload, &dest)?;
+                    sync_dir(dir)?;
+                }
+                Ok(len)
+            })();
+            outcome.map_err(|e: io::Error| {
+                let _ = fs::remove_file(&upload);
+                BlobError::from_io(e)
+            })
+        })
+        .await;
+        drop(session);
+        self.forget(id);
+        result
+    }
+
+    async fn abort(&self, id: UploadId) -> Result<(), BlobError> {
+        let session = self.session(id);
+        let guard = session.lock().await;
+        let r = tokio::fs::remove_file(self.upload_path(id))
+            .await
+            .map_err(|e| not_found_as(e, BlobError::UploadUnknown));
+        drop(guard);
+        self.forget(id);
+        r
+    }
+}

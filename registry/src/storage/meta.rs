@@ -1,0 +1,129 @@
+//! The metadata store trait: what the registry knows, in domain terms.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pier_oci::{Digest, Reference, RepoName, Tag};
+use serde::{Deserialize, Serialize};
+
+use super::blob::UploadId;
+
+/// What can go wrong in a metadata store.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    /// The engine failed.
+    #[error("metadata store: {0}")]
+    Engine(String),
+    /// Stored data could not be decoded (corruption or a schema from another version).
+    #[error("metadata store holds undecodable data: {0}")]
+    Corrupt(String),
+}
+
+/// A stored manifest: its exact bytes plus what the registry extracted from them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManifestRecord {
+    /// Digest of `bytes`.
+    pub digest: Digest,
+    /// The media type it was pushed with (served back as `Content-Type`).
+    pub media_type: String,
+    /// The bytes exactly as pushed.
+    pub bytes: Bytes,
+    /// Blobs it references (config and layers).
+    pub blobs: Vec<Digest>,
+    /// Child manifests (index entries).
+    pub children: Vec<Digest>,
+    /// The manifest it refers to, if it is a referrer.
+    pub subject: Option<Digest>,
+    /// `artifactType`, or the config media type for image manifests without one.
+    pub artifact_type: Option<String>,
+    /// Its annotations.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// One entry of a referrers list: a descriptor of a manifest whose `subject` is the query.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Referrer {
+    /// The referrer's media type.
+    pub media_type: String,
+    /// The referrer's digest.
+    pub digest: Digest,
+    /// The referrer's size in bytes.
+    pub size: u64,
+    /// Its artifact type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    /// Its annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Referrer {
+    /// The referrer descriptor for a record.
+    pub fn of(record: &ManifestRecord) -> Referrer {
+        Referrer {
+            media_type: record.media_type.clone(),
+            digest: record.digest.clone(),
+            size: record.bytes.len() as u64,
+            artifact_type: record.artifact_type.clone(),
+            annotations: record.annotations.clone(),
+        }
+    }
+}
+
+/// An upload session's metadata.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadRecord {
+    /// The repository the blob will land in.
+    pub repo: String,
+    /// Unix seconds when it started.
+    pub started: u64,
+}
+
+/// Domain operations on registry metadata.
+///
+/// Contract (checked by the conformance suite in `storage/tests.rs`): every mutating call
+/// is atomic and durable when it returns, so a crash right after never loses an answered
+/// write and never leaves half of one.
+#[async_trait]
+pub trait MetaStore: Send + Sync + 'static {
+    /// Make a stored blob visible in a repository (after a push or a mount).
+    async fn link_blob(&self, repo: &RepoName, digest: &Digest) -> Result<(), MetaError>;
+    /// Whether a blob is visible in a repository.
+    async fn blob_linked(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError>;
+    /// Hide a blob from a repository. False when it was not linked.
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError>;
+
+    /// Store a manifest, and point `tag` at it, in one step.
+    async fn put_manifest(&self, repo: &RepoName, record: &ManifestRecord, tag: Option<&Tag>) -> Result<(), MetaError>;
+    /// The manifest a tag or digest names in a repository.
+    async fn get_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<Option<ManifestRecord>, MetaError>;
+    /// Remove a tag. False when it did not exist.
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool, MetaError>;
+    /// Remove a manifest and every tag pointing at it. False when it did not exist.
+    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError>;
+
+    /// Tags of a repository in lexical order, after `last`, at most `n`; `None` when the
+    /// repository is unknown.
+    async fn list_tags(&self, repo: &RepoName, last: Option<&str>, n: usize) -> Result<Option<Vec<String>>, MetaError>;
+    /// Repository names in lexical order, after `last`, at most `n`.
+    async fn list_repos(&self, last: Option<&str>, n: usize) -> Result<Vec<String>, MetaError>;
+    /// Manifests in a repository whose subject is `subject`, optionally of one artifact type.
+    async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>, MetaError>;
+
+    /// Record a new upload session.
+    async fn create_upload(&self, id: UploadId, record: &UploadRecord) -> Result<(), MetaError>;
+    /// An upload session's record.
+    async fn get_upload(&self, id: UploadId) -> Result<Option<UploadRecord>, MetaError>;
+    /// Forget an upload session.
+    async fn delete_upload(&self, id: UploadId) -> Result<(), MetaError>;
+
+    /// Make everything written so far durable (used at shutdown).
+    async fn flush(&self) -> Result<(), MetaError>;
+}

@@ -1,0 +1,316 @@
+//! The metadata store on sled, pier's embedded default.
+
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pier_oci::{Digest, Reference, RepoName, Tag};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use super::blob::UploadId;
+use super::keys::{self, key, prefix};
+use super::meta::{ManifestRecord, MetaError, MetaStore, Referrer, UploadRecord};
+use crate::limits::META_CACHE_BYTES;
+
+struct Trees {
+    db: sled::Db,
+    links: sled::Tree,
+    manifests: sled::Tree,
+    tags: sled::Tree,
+    referrers: sled::Tree,
+    repos: sled::Tree,
+    uploads: sled::Tree,
+}
+
+/// Metadata in a sled database.
+#[derive(Clone)]
+pub struct SledMetaStore {
+    t: Arc<Trees>,
+}
+
+fn engine(e: sled::Error) -> MetaError {
+    MetaError::Engine(e.to_string())
+}
+
+fn tx_engine(e: TransactionError<MetaError>) -> MetaError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => engine(e),
+    }
+}
+
+impl SledMetaStore {
+    /// Open (creating if needed) the database in `dir`.
+    pub fn open(dir: &Path) -> Result<SledMetaStore, MetaError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(META_CACHE_BYTES)
+            .open()
+            .map_err(engine)?;
+        match db.get(keys::SCHEMA_KEY).map_err(engine)? {
+            None => {
+                db.insert(keys::SCHEMA_KEY, keys::SCHEMA_VERSION).map_err(engine)?;
+                db.flush().map_err(engine)?;
+            }
+            Some(v) if v == keys::SCHEMA_VERSION.as_bytes() => {}
+            Some(v) => {
+                return Err(MetaError::Corrupt(format!(
+                    "metadata schema version {} found, this pier reads {}",
+                    String::from_utf8_lossy(&v),
+                    keys::SCHEMA_VERSION
+                )));
+            }
+        }
+        let tree = |name: &str| db.open_tree(name).map_err(engine);
+        let t = Trees {
+            links: tree(keys::LINKS)?,
+            manifests: tree(keys::MANIFESTS)?,
+            tags: tree(keys::TAGS)?,
+            referrers: tree(keys::REFERRERS)?,
+            repos: tree(keys::REPOS)?,
+            uploads: tree(keys::UPLOADS)?,
+            db,
+        };
+        Ok(SledMetaStore { t: Arc::new(t) })
+    }
+
+    /// Run blocking engine work off the async runtime.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Trees) -> Result<T, MetaError> + Send + 'static,
+    ) -> Result<T, MetaError> {
+        let t = self.t.clone();
+        tokio::task::spawn_blocking(move || f(&t))
+            .await
+            .map_err(|e| MetaError::Engine(e.to_string()))?
+    }
+
+    /// Like `run`, then flush so the change is durable before the caller answers.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Trees) -> Result<T, MetaError> + Send + 'static,
+    ) -> Result<T, MetaError> {
+        self.run(move |t| {
+            let out = f(t)?;
+            t.db.flush().map_err(engine)?;
+            Ok(out)
+        })
+        .await
+    }
+}
+
+fn scan_after(tree: &sled::Tree, pfx: &[u8], last: Option<&str>) -> impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> {
+    let start = match last {
+        Some(l) => {
+            let mut k = pfx.to_vec();
+            k.extend_from_slice(l.as_bytes());
+            Bound::Excluded(k)
+        }
+        None => Bound::Included(pfx.to_vec()),
+    };
+    let pfx = pfx.to_vec();
+    tree.range((start, Bound::Unbounded))
+        .take_while(move |r| r.as_ref().map(|(k, _)| k.starts_with(&pfx)).unwrap_or(true))
+}
+
+#[async_trait]
+impl MetaStore for SledMetaStore {
+    async fn link_blob(&self, repo: &RepoName, digest: &Digest) -> Result<(), MetaError> {
+        let (repo, k) = (repo.to_string(), key(&[repo.as_str(), &digest.to_string()]));
+        self.write(move |t| {
+            (&t.links, &t.repos)
+                .transaction(|(links, repos)| {
+                    links.insert(k.as_slice(), &[])?;
+                    repos.insert(repo.as_bytes(), &[])?;
+                    Ok::<_, ConflictableTransactionError<MetaError>>(())
+                })
+                .map_err(tx_engine)
+        })
+        .await
+    }
+
+    async fn blob_linked(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError> {
+        let k = key(&[repo.as_str(), &digest.to_string()]);
+        self.run(move |t| t.links.contains_key(k).map_err(engine)).await
+    }
+
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError> {
+        let k = key(&[repo.as_str(), &digest.to_string()]);
+        self.write(move |t| Ok(t.links.remove(k).map_err(engine)?.is_some())).await
+    }
+
+    async fn put_manifest(&self, repo: &RepoName, record: &ManifestRecord, tag: Option<&Tag>) -> Result<(), MetaError> {
+        let repo = repo.to_string();
+        let digest = record.digest.to_string();
+        let mkey = key(&[&repo, &digest]);
+        let value = keys::encode_manifest(record);
+        let tag_key = tag.map(|t| key(&[&repo, t.as_str()]));
+        let referrer = record.subject.as_ref().map(|s| {
+            let k = key(&[&repo, &s.to_string(), &digest]);
+            let v = serde_json::to_vec(&Referrer::of(record)).expect("referrer serializes");
+            (k, v)
+        });
+        self.write(move |t| {
+            (&t.manifests, &t.tags, &t.referrers, &t.repos)
+                .transaction(|(manifests, tags, referrers, repos)| {
+                    manifests.insert(mkey.as_slice(), value.as_slice())?;
+                    if let Some(tk) = &tag_key {
+                        tags.insert(tk.as_slice(), digest.as_bytes())?;
+                    }
+                    if let Some((k, v)) = &referrer {
+                        referrers.insert(k.as_slice(), v.as_slice())?;
+                    }
+                    repos.insert(repo.as_bytes(), &[])?;
+                    Ok::<_, ConflictableTransactionError<MetaError>>(())
+                })
+                .map_err(tx_engine)
+        })
+        .await
+    }
+
+    async fn get_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<Option<ManifestRecord>, MetaError> {
+        let repo = repo.to_string();
+        let reference = reference.clone();
+        self.run(move |t| {
+            let digest = match reference {
+                Reference::Digest(d) => d,
+                Reference::Tag(tag) => match t.tags.get(key(&[&repo, tag.as_str()])).map_err(engine)? {
+                    Some(v) => keys::digest_from(&v)?,
+                    None => return Ok(None),
+                },
+            };
+            match t.manifests.get(key(&[&repo, &digest.to_string()])).map_err(engine)? {
+                Some(v) => Ok(Some(keys::decode_manifest(digest, &v)?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool, MetaError> {
+        let k = key(&[repo.as_str(), tag.as_str()]);
+        self.write(move |t| Ok(t.tags.remove(k).map_err(engine)?.is_some())).await
+    }
+
+    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError> {
+        let repo = repo.to_string();
+        let digest = digest.clone();
+        self.write(move |t| {
+            let mkey = key(&[&repo, &digest.to_string()]);
+            let Some(v) = t.manifests.get(&mkey).map_err(engine)? else {
+                return Ok(false);
+            };
+            let record = keys::decode_manifest(digest.clone(), &v)?;
+            let ds = digest.to_string();
+            let mut tag_keys = Vec::new();
+            for kv in scan_after(&t.tags, &prefix(&[&repo]), None) {
+                let (k, v) = kv.map_err(engine)?;
+                if v.as_ref() == ds.as_bytes() {
+                    tag_keys.push(k);
+                }
+            }
+            let referrer_key = record.subject.map(|s| key(&[&repo, &s.to_string(), &ds]));
+            (&t.manifests, &t.tags, &t.referrers)
+                .transaction(|(manifests, tags, referrers)| {
+                    manifests.remove(mkey.as_slice())?;
+                    for k in &tag_keys {
+                        // Only if it still names this manifest: a concurrent push may have
+                        // moved the tag since the scan.
+                        if tags.get(k)?.is_some_and(|v| v.as_ref() == ds.as_bytes()) {
+                            tags.remove(k)?;
+                        }
+                    }
+                    if let Some(k) = &referrer_key {
+                        referrers.remove(k.as_slice())?;
+                    }
+                    Ok::<_, ConflictableTransactionError<MetaError>>(())
+                })
+                .map_err(tx_engine)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn list_tags(&self, repo: &RepoName, last: Option<&str>, n: usize) -> Result<Option<Vec<String>>, MetaError> {
+        let repo = repo.to_string();
+        let last = last.map(str::to_owned);
+        self.run(move |t| {
+            if !t.repos.contains_key(repo.as_bytes()).map_err(engine)? {
+                return Ok(None);
+            }
+            let mut out = Vec::new();
+            for kv in scan_after(&t.tags, &prefix(&[&repo]), last.as_deref()).take(n) {
+                let (k, _) = kv.map_err(engine)?;
+                out.push(keys::last_component(&k)?);
+            }
+            Ok(Some(out))
+        })
+        .await
+    }
+
+    async fn list_repos(&self, last: Option<&str>, n: usize) -> Result<Vec<String>, MetaError> {
+        let last = last.map(str::to_owned);
+        self.run(move |t| {
+            let start = match &last {
+                Some(l) => Bound::Excluded(l.as_bytes().to_vec()),
+                None => Bound::Unbounded,
+            };
+            let mut out = Vec::new();
+            for kv in t.repos.range((start, Bound::Unbounded)).take(n) {
+                let (k, _) = kv.map_err(engine)?;
+                out.push(keys::repo_from_key(&k)?.to_string());
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>, MetaError> {
+        let pfx = prefix(&[repo.as_str(), &subject.to_string()]);
+        let artifact_type = artifact_type.map(str::to_owned);
+        self.run(move |t| {
+            let mut out = Vec::new();
+            for kv in scan_after(&t.referrers, &pfx, None) {
+                let (_, v) = kv.map_err(engine)?;
+                let r: Referrer = serde_json::from_slice(&v).map_err(|e| MetaError::Corrupt(e.to_string()))?;
+                if artifact_type.is_none() || r.artifact_type == artifact_type {
+                    out.push(r);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn create_upload(&self, id: UploadId, record: &UploadRecord) -> Result<(), MetaError> {
+        let v = serde_json::to_vec(record).expect("upload record serializes");
+        self.write(move |t| t.uploads.insert(id.to_string(), v).map(|_| ()).map_err(engine))
+            .await
+    }
+
+    async fn get_upload(&self, id: UploadId) -> Result<Option<UploadRecord>, MetaError> {
+        self.run(move |t| match t.uploads.get(id.to_string()).map_err(engine)? {
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| MetaError::Corrupt(e.to_string())),
+            None => Ok(None),
+        })
+        .await
+    }
+
+    async fn delete_upload(&self, id: UploadId) -> Result<(), MetaError> {
+        self.write(move |t| t.uploads.remove(id.to_string()).map(|_| ()).map_err(engine))
+            .await
+    }
+
+    async fn flush(&self) -> Result<(), MetaError> {
+        self.run(|t| t.db.flush().map(|_| ()).map_err(engine)).await
+    }
+}
