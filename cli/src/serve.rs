@@ -60,7 +60,10 @@ fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
             .listen
             .or(file.listen)
             .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address")),
-        data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+        data_dir: args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
         log: args.log.or(file.log).unwrap_or_else(|| DEFAULT_LOG.into()),
     })
 }
@@ -75,8 +78,13 @@ async fn shutdown_signal() {
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let s = settings(args)?;
-    let filter = tracing_subscriber::EnvFilter::try_new(&s.log).with_context(|| format!("invalid log filter {:?}", s.log))?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&s.log).with_context(|| format!("invalid log filter {:?}", s.log))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
     std::fs::create_dir_all(&s.data_dir).with_context(|| format!("cannot create data dir {}", s.data_dir.display()))?;
     let registry = pier_registry::Registry::open(&s.data_dir)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

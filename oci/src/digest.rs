@@ -100,9 +100,7 @@ impl FromStr for Digest {
             "sha512" => Algorithm::Sha512,
             _ => return Err(DigestError::UnsupportedAlgorithm(alg.to_owned())),
         };
-        if enc.len() != algorithm.hex_len()
-            || !enc.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        if enc.len() != algorithm.hex_len() || !enc.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             return Err(DigestError::InvalidEncoding(s.to_owned()));
         }
         Ok(Digest {
@@ -202,7 +200,10 @@ mod tests {
             "md5:d41d8cd98f00b204e9800998ecf8427e".parse::<Digest>(),
             Err(DigestError::UnsupportedAlgorithm(_))
         ));
-        assert!(matches!("sha256:abc".parse::<Digest>(), Err(DigestError::InvalidEncoding(_))));
+        assert!(matches!(
+            "sha256:abc".parse::<Digest>(),
+            Err(DigestError::InvalidEncoding(_))
+        ));
         let upper = format!("sha256:{}", "A".repeat(64));
         assert!(matches!(upper.parse::<Digest>(), Err(DigestError::InvalidEncoding(_))));
     }

@@ -33,10 +33,5 @@ pub fn is_index(media_type: &str) -> bool {
 
 /// The essence of a `Content-Type` value: parameters and case dropped.
 pub fn essence(content_type: &str) -> String {
-    content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
+    content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
 }

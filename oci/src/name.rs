@@ -178,8 +178,7 @@ mod tests {
             assert!(ok.parse::<RepoName>().is_ok(), "{ok}");
         }
         for bad in [
-            "", "A", "a/", "/a", "a//b", "a..b", "a___b", "-a", "a-", "a_", "a.-b", "a b", "a:b",
-            "_catalog",
+            "", "A", "a/", "/a", "a//b", "a..b", "a___b", "-a", "a-", "a_", "a.-b", "a b", "a:b", "_catalog",
         ] {
             assert!(bad.parse::<RepoName>().is_err(), "{bad}");
         }

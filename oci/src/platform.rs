@@ -10,7 +10,9 @@ use std::str::FromStr;
 
 /// Why a platform string was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown platform {0:?} (expected e.g. linux/amd64, linux/arm64/v8, linux/loong64, linux/sw64, linux/mips64le or an alias such as aarch64)")]
+#[error(
+    "unknown platform {0:?} (expected e.g. linux/amd64, linux/arm64/v8, linux/loong64, linux/sw64, linux/mips64le or an alias such as aarch64)"
+)]
 pub struct PlatformError(pub String);
 
 /// A canonical platform.
@@ -58,10 +60,16 @@ impl Platform {
 
     /// The five platforms pier builds for, canonical.
     pub fn defaults() -> Vec<Platform> {
-        ["linux/amd64", "linux/arm64/v8", "linux/loong64", "linux/sw64", "linux/mips64le"]
-            .iter()
-            .map(|s| s.parse().expect("built-in platform"))
-            .collect()
+        [
+            "linux/amd64",
+            "linux/arm64/v8",
+            "linux/loong64",
+            "linux/sw64",
+            "linux/mips64le",
+        ]
+        .iter()
+        .map(|s| s.parse().expect("built-in platform"))
+        .collect()
     }
 }
 
@@ -139,7 +147,14 @@ mod tests {
 
     #[test]
     fn rejects_unknown() {
-        for bad in ["", "windows/amd64", "linux/riscv64", "linux/arm64/v7", "linux/amd64/v2", "a/b/c/d"] {
+        for bad in [
+            "",
+            "windows/amd64",
+            "linux/riscv64",
+            "linux/arm64/v7",
+            "linux/amd64/v2",
+            "a/b/c/d",
+        ] {
             assert!(bad.parse::<Platform>().is_err(), "{bad}");
         }
     }

@@ -100,7 +100,9 @@ impl From<ManifestError> for ApiError {
             ManifestError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ManifestError::Invalid(_) => StatusCode::BAD_REQUEST,
         };
-        ApiError::code(ErrorCode::ManifestInvalid).message(e.to_string()).status(status)
+        ApiError::code(ErrorCode::ManifestInvalid)
+            .message(e.to_string())
+            .status(status)
     }
 }
 

@@ -51,15 +51,17 @@ pub async fn access_log(req: Request, next: Next) -> Response {
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_owned();
+        .and_then(|v| v.parse::<u64>().ok())
+        .or_else(|| http_body::Body::size_hint(resp.body()).exact());
     let status = resp.status().as_u16();
     let ms = start.elapsed().as_secs_f64() * 1000.0;
     match resp.extensions().get::<ErrorCause>() {
         Some(ErrorCause(cause)) => {
-            tracing::error!(request_id = %id, %method, %path, status, bytes, ms = format_args!("{ms:.1}"), cause, "request failed")
+            tracing::error!(request_id = %id, %method, %path, status, bytes = bytes.map(|b| b as i64).unwrap_or(-1), ms = format_args!("{ms:.1}"), cause, "request failed")
         }
-        None => tracing::info!(request_id = %id, %method, %path, status, bytes, ms = format_args!("{ms:.1}"), "request"),
+        None => {
+            tracing::info!(request_id = %id, %method, %path, status, bytes = bytes.map(|b| b as i64).unwrap_or(-1), ms = format_args!("{ms:.1}"), "request")
+        }
     }
     resp
 }

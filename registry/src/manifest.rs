@@ -82,7 +82,10 @@ pub fn parse(content_type: &str, bytes: &[u8]) -> Result<ManifestInfo, ManifestE
     }
     let descriptors = |list: &[Descriptor], what: &str| -> Result<(), ManifestError> {
         match list.iter().find(|d| d.size < 0 || d.media_type.is_empty()) {
-            Some(d) => Err(invalid(format!("{what} {} has a negative size or no mediaType", d.digest))),
+            Some(d) => Err(invalid(format!(
+                "{what} {} has a negative size or no mediaType",
+                d.digest
+            ))),
             None => Ok(()),
         }
     };
@@ -98,12 +101,18 @@ pub fn parse(content_type: &str, bytes: &[u8]) -> Result<ManifestInfo, ManifestE
         descriptors(std::slice::from_ref(s), "subject")?;
     }
     if media::is_index(&ct) {
-        let manifests = raw.manifests.ok_or_else(|| invalid("an index needs a manifests list".into()))?;
+        let manifests = raw
+            .manifests
+            .ok_or_else(|| invalid("an index needs a manifests list".into()))?;
         descriptors(&manifests, "manifest")?;
         info.children = manifests.into_iter().map(|d| d.digest).collect();
     } else {
-        let config = raw.config.ok_or_else(|| invalid("an image manifest needs a config".into()))?;
-        let layers = raw.layers.ok_or_else(|| invalid("an image manifest needs a layers list".into()))?;
+        let config = raw
+            .config
+            .ok_or_else(|| invalid("an image manifest needs a config".into()))?;
+        let layers = raw
+            .layers
+            .ok_or_else(|| invalid("an image manifest needs a layers list".into()))?;
         descriptors(std::slice::from_ref(&config), "config")?;
         descriptors(&layers, "layer")?;
         if info.artifact_type.is_none() && ct == media::OCI_MANIFEST {
@@ -149,13 +158,31 @@ mod tests {
 
     #[test]
     fn refusals() {
-        assert!(matches!(parse("text/plain", b"{}"), Err(ManifestError::UnsupportedMediaType(_))));
-        assert!(matches!(parse(media::OCI_MANIFEST, b"nope"), Err(ManifestError::Invalid(_))));
-        assert!(matches!(parse(media::OCI_MANIFEST, b"{\"schemaVersion\":1}"), Err(ManifestError::Invalid(_))));
-        let mismatch = format!(r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[]}}"#, media::OCI_INDEX);
-        assert!(matches!(parse(media::OCI_MANIFEST, mismatch.as_bytes()), Err(ManifestError::Invalid(_))));
+        assert!(matches!(
+            parse("text/plain", b"{}"),
+            Err(ManifestError::UnsupportedMediaType(_))
+        ));
+        assert!(matches!(
+            parse(media::OCI_MANIFEST, b"nope"),
+            Err(ManifestError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse(media::OCI_MANIFEST, b"{\"schemaVersion\":1}"),
+            Err(ManifestError::Invalid(_))
+        ));
+        let mismatch = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[]}}"#,
+            media::OCI_INDEX
+        );
+        assert!(matches!(
+            parse(media::OCI_MANIFEST, mismatch.as_bytes()),
+            Err(ManifestError::Invalid(_))
+        ));
         assert!(parse(media::OCI_INDEX, mismatch.as_bytes()).is_ok());
         let bad_digest = r#"{"schemaVersion":2,"manifests":[{"mediaType":"x","digest":"sha256:zz","size":1}]}"#;
-        assert!(matches!(parse(media::OCI_INDEX, bad_digest.as_bytes()), Err(ManifestError::Invalid(_))));
+        assert!(matches!(
+            parse(media::OCI_INDEX, bad_digest.as_bytes()),
+            Err(ManifestError::Invalid(_))
+        ));
     }
 }

@@ -57,10 +57,19 @@ pub(super) async fn get(app: &App, name: &RepoName, digest: &str, headers: &Head
     };
     let mut h = HeaderMap::new();
     h.insert(header::CONTENT_LENGTH, len.into());
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(header::ETAG, format!("\"{digest}\"").parse().expect("digest is a valid header"));
-    h.insert("docker-content-digest", digest.to_string().parse().expect("digest is a valid header"));
+    h.insert(
+        header::ETAG,
+        format!("\"{digest}\"").parse().expect("digest is a valid header"),
+    );
+    h.insert(
+        "docker-content-digest",
+        digest.to_string().parse().expect("digest is a valid header"),
+    );
     if let Some(r) = &range {
         let v = format!("bytes {}-{}/{size}", r.start, r.end - 1);
         h.insert(header::CONTENT_RANGE, v.parse().expect("range is a valid header"));

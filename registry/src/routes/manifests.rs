@@ -1,12 +1,12 @@
 //! `GET`/`HEAD`/`PUT`/`DELETE /v2/<name>/manifests/<reference>`.
 
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::IntoResponse;
 use bytes::Bytes;
-use pier_oci::{Digest, ErrorCode, Reference, RepoName};
+use pier_oci::{Digest, ErrorCode, Reference, RepoName, Tag};
 
-use super::{App, Result, blobs, header_str};
+use super::{App, Result, blobs, header_str, query};
 use crate::error::ApiError;
 use crate::limits::MAX_MANIFEST_BYTES;
 use crate::manifest;
@@ -14,6 +14,7 @@ use crate::storage::ManifestRecord;
 
 const DOCKER_CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
 const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
+const OCI_TAG: HeaderName = HeaderName::from_static("oci-tag");
 
 fn digest_header(d: &Digest) -> HeaderValue {
     HeaderValue::from_str(&d.to_string()).expect("digest is a valid header value")
@@ -33,7 +34,10 @@ pub(super) async fn get(app: &App, name: &RepoName, reference: &str, head: bool)
     );
     h.insert(header::CONTENT_LENGTH, record.bytes.len().into());
     h.insert(DOCKER_CONTENT_DIGEST, digest_header(&record.digest));
-    h.insert(header::ETAG, HeaderValue::from_str(&format!("\"{}\"", record.digest)).expect("etag"));
+    h.insert(
+        header::ETAG,
+        HeaderValue::from_str(&format!("\"{}\"", record.digest)).expect("etag"),
+    );
     if head {
         return Ok((h, Body::empty()).into_response());
     }
@@ -61,8 +65,24 @@ async fn read_limited(headers: &HeaderMap, body: Body) -> Result<Bytes> {
     }
 }
 
-pub(super) async fn put(app: &App, name: &RepoName, reference: &str, headers: &HeaderMap, body: Body) -> Result {
+pub(super) async fn put(
+    app: &App,
+    name: &RepoName,
+    reference: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result {
     let reference: Reference = reference.parse()?;
+    // Spec 1.1: a push by digest may name tags as `?tag=` parameters, applied atomically.
+    let mut tags: Vec<Tag> = query(uri)
+        .into_iter()
+        .filter(|(k, _)| k == "tag")
+        .map(|(_, v)| v.parse::<Tag>())
+        .collect::<std::result::Result<_, _>>()?;
+    if let Reference::Tag(t) = &reference {
+        tags.push(t.clone());
+    }
     let bytes = read_limited(headers, body).await?;
     let digest = match &reference {
         Reference::Digest(claimed) => {
@@ -106,11 +126,7 @@ pub(super) async fn put(app: &App, name: &RepoName, reference: &str, headers: &H
         artifact_type: info.artifact_type,
         annotations: info.annotations,
     };
-    let tag = match &reference {
-        Reference::Tag(t) => Some(t),
-        Reference::Digest(_) => None,
-    };
-    app.meta.put_manifest(name, &record, tag).await?;
+    app.meta.put_manifest(name, &record, &tags).await?;
 
     let mut h = HeaderMap::new();
     h.insert(
@@ -121,6 +137,14 @@ pub(super) async fn put(app: &App, name: &RepoName, reference: &str, headers: &H
     h.insert(header::CONTENT_LENGTH, 0.into());
     if let Some(s) = &record.subject {
         h.insert(OCI_SUBJECT, digest_header(s));
+    }
+    if matches!(reference, Reference::Digest(_)) {
+        for t in &tags {
+            h.append(
+                OCI_TAG,
+                HeaderValue::from_str(t.as_str()).expect("tags are valid header values"),
+            );
+        }
     }
     Ok((StatusCode::CREATED, h).into_response())
 }

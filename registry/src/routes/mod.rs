@@ -59,7 +59,10 @@ impl Route {
         if let Some(n) = tail.strip_suffix("/tags/list") {
             return Ok(Route::Tags(name(n)?));
         }
-        if let Some(n) = tail.strip_suffix("/blobs/uploads").or_else(|| tail.strip_suffix("/blobs/uploads/")) {
+        if let Some(n) = tail
+            .strip_suffix("/blobs/uploads")
+            .or_else(|| tail.strip_suffix("/blobs/uploads/"))
+        {
             return Ok(Route::UploadStart(name(n)?));
         }
         let split = |sep: &str| tail.rsplit_once(sep).filter(|(n, rest)| !n.is_empty() && leaf(rest));
@@ -102,7 +105,7 @@ pub async fn dispatch(State(app): State<App>, req: Request) -> Response {
         Route::Manifest(n, r) if m == Method::GET || m == Method::HEAD => {
             manifests::get(&app, &n, &r, m == Method::HEAD).await
         }
-        Route::Manifest(n, r) if m == Method::PUT => manifests::put(&app, &n, &r, headers, body).await,
+        Route::Manifest(n, r) if m == Method::PUT => manifests::put(&app, &n, &r, uri, headers, body).await,
         Route::Manifest(n, r) if m == Method::DELETE => manifests::delete(&app, &n, &r).await,
         Route::Blob(n, d) if m == Method::GET || m == Method::HEAD => {
             blobs::get(&app, &n, &d, headers, m == Method::HEAD).await
@@ -169,11 +172,23 @@ mod tests {
             Route::parse("a/manifests/b/manifests/v1").unwrap(),
             Route::Manifest(n("a/manifests/b"), "v1".into())
         );
-        assert_eq!(Route::parse("a/b/blobs/uploads/").unwrap(), Route::UploadStart(n("a/b")));
+        assert_eq!(
+            Route::parse("a/b/blobs/uploads/").unwrap(),
+            Route::UploadStart(n("a/b"))
+        );
         assert_eq!(Route::parse("a/b/blobs/uploads").unwrap(), Route::UploadStart(n("a/b")));
-        assert_eq!(Route::parse("a/blobs/uploads/xyz").unwrap(), Route::Upload(n("a"), "xyz".into()));
-        assert_eq!(Route::parse("a/blobs/sha256:00").unwrap(), Route::Blob(n("a"), "sha256:00".into()));
-        assert_eq!(Route::parse("a/referrers/sha256:00").unwrap(), Route::Referrers(n("a"), "sha256:00".into()));
+        assert_eq!(
+            Route::parse("a/blobs/uploads/xyz").unwrap(),
+            Route::Upload(n("a"), "xyz".into())
+        );
+        assert_eq!(
+            Route::parse("a/blobs/sha256:00").unwrap(),
+            Route::Blob(n("a"), "sha256:00".into())
+        );
+        assert_eq!(
+            Route::parse("a/referrers/sha256:00").unwrap(),
+            Route::Referrers(n("a"), "sha256:00".into())
+        );
         assert!(Route::parse("A/manifests/v1").is_err());
         assert!(Route::parse("a/unknown").is_err());
         assert!(Route::parse("a/manifests/").is_err());

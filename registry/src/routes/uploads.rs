@@ -32,7 +32,10 @@ fn blob_created(name: &RepoName, digest: &Digest) -> Response {
         StatusCode::CREATED,
         [
             (header::LOCATION, format!("/v2/{name}/blobs/{digest}")),
-            (header::HeaderName::from_static("docker-content-digest"), digest.to_string()),
+            (
+                header::HeaderName::from_static("docker-content-digest"),
+                digest.to_string(),
+            ),
             (header::CONTENT_LENGTH, "0".to_owned()),
         ],
     )
@@ -122,6 +125,13 @@ pub(super) async fn start(app: &App, name: &RepoName, uri: &Uri, headers: &Heade
         // Spec: when the mount cannot happen, fall back to an ordinary upload session.
         let id = open_session(app, name).await?;
         return Ok(session_response(StatusCode::ACCEPTED, name, id, 0));
+    }
+    if let Some(alg) = param(&q, "digest-algorithm")
+        && !matches!(alg, "sha256" | "sha512")
+    {
+        return Err(ApiError::code(ErrorCode::DigestInvalid).message(format!(
+            "digest algorithm {alg:?} is not supported (sha256, sha512 are)"
+        )));
     }
     let digest = digest_param(&q)?;
     let id = open_session(app, name).await?;

@@ -227,7 +227,10 @@ impl BlobStore for FsBlobStore {
         if let Some(at) = at
             && at != len
         {
-            return Err(BlobError::OutOfOrder { current: len, requested: at });
+            return Err(BlobError::OutOfOrder {
+                current: len,
+                requested: at,
+            });
         }
         let hasher = match session.hasher.take() {
             Some((h, covered)) if covered == len => Some(h),
@@ -272,7 +275,10 @@ impl BlobStore for FsBlobStore {
             Ok((hasher, written)) => {
                 session.hasher = hasher.map(|h| (h, written));
                 match body_error {
-                    Some(source) => Err(BlobError::BodyIncomplete { offset: written, source }),
+                    Some(source) => Err(BlobError::BodyIncomplete {
+                        offset: written,
+                        source,
+                    }),
                     None => Ok(written),
                 }
             }
@@ -303,7 +309,10 @@ impl BlobStore for FsBlobStore {
             };
             if computed != expected {
                 let _ = fs::remove_file(&upload);
-                return Err(BlobError::DigestMismatch { claimed: expected, computed });
+                return Err(BlobError::DigestMismatch {
+                    claimed: expected,
+                    computed,
+                });
             }
             let outcome = (|| {
                 // Durable bytes before the name: a crash never leaves a short file under

@@ -104,7 +104,10 @@ pub fn encode_manifest(r: &ManifestRecord) -> Vec<u8> {
 
 pub fn decode_manifest(digest: Digest, v: &[u8]) -> Result<ManifestRecord, MetaError> {
     let corrupt = |what: &str| MetaError::Corrupt(format!("manifest {digest}: {what}"));
-    let len_bytes: [u8; 4] = v.get(..4).and_then(|s| s.try_into().ok()).ok_or_else(|| corrupt("short"))?;
+    let len_bytes: [u8; 4] = v
+        .get(..4)
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| corrupt("short"))?;
     let hlen = u32::from_be_bytes(len_bytes) as usize;
     let header = v.get(4..4 + hlen).ok_or_else(|| corrupt("short header"))?;
     let h: ManifestHeader = serde_json::from_slice(header).map_err(|e| corrupt(&e.to_string()))?;

@@ -95,8 +95,8 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Hide a blob from a repository. False when it was not linked.
     async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError>;
 
-    /// Store a manifest, and point `tag` at it, in one step.
-    async fn put_manifest(&self, repo: &RepoName, record: &ManifestRecord, tag: Option<&Tag>) -> Result<(), MetaError>;
+    /// Store a manifest and point `tags` at it, in one step.
+    async fn put_manifest(&self, repo: &RepoName, record: &ManifestRecord, tags: &[Tag]) -> Result<(), MetaError>;
     /// The manifest a tag or digest names in a repository.
     async fn get_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<Option<ManifestRecord>, MetaError>;
     /// Remove a tag. False when it did not exist.

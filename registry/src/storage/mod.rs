@@ -10,8 +10,6 @@ mod fs;
 mod keys;
 mod meta;
 mod sled_meta;
-#[cfg(test)]
-mod tests;
 
 pub use blob::{BlobError, BlobStore, ByteStream, UploadId};
 pub use fs::FsBlobStore;

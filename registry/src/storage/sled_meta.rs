@@ -101,7 +101,11 @@ impl SledMetaStore {
     }
 }
 
-fn scan_after(tree: &sled::Tree, pfx: &[u8], last: Option<&str>) -> impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> {
+fn scan_after(
+    tree: &sled::Tree,
+    pfx: &[u8],
+    last: Option<&str>,
+) -> impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>> {
     let start = match last {
         Some(l) => {
             let mut k = pfx.to_vec();
@@ -138,15 +142,16 @@ impl MetaStore for SledMetaStore {
 
     async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError> {
         let k = key(&[repo.as_str(), &digest.to_string()]);
-        self.write(move |t| Ok(t.links.remove(k).map_err(engine)?.is_some())).await
+        self.write(move |t| Ok(t.links.remove(k).map_err(engine)?.is_some()))
+            .await
     }
 
-    async fn put_manifest(&self, repo: &RepoName, record: &ManifestRecord, tag: Option<&Tag>) -> Result<(), MetaError> {
+    async fn put_manifest(&self, repo: &RepoName, record: &ManifestRecord, tags: &[Tag]) -> Result<(), MetaError> {
         let repo = repo.to_string();
         let digest = record.digest.to_string();
         let mkey = key(&[&repo, &digest]);
         let value = keys::encode_manifest(record);
-        let tag_key = tag.map(|t| key(&[&repo, t.as_str()]));
+        let tag_keys: Vec<Vec<u8>> = tags.iter().map(|t| key(&[&repo, t.as_str()])).collect();
         let referrer = record.subject.as_ref().map(|s| {
             let k = key(&[&repo, &s.to_string(), &digest]);
             let v = serde_json::to_vec(&Referrer::of(record)).expect("referrer serializes");
@@ -156,7 +161,7 @@ impl MetaStore for SledMetaStore {
             (&t.manifests, &t.tags, &t.referrers, &t.repos)
                 .transaction(|(manifests, tags, referrers, repos)| {
                     manifests.insert(mkey.as_slice(), value.as_slice())?;
-                    if let Some(tk) = &tag_key {
+                    for tk in &tag_keys {
                         tags.insert(tk.as_slice(), digest.as_bytes())?;
                     }
                     if let Some((k, v)) = &referrer {
@@ -191,7 +196,8 @@ impl MetaStore for SledMetaStore {
 
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool, MetaError> {
         let k = key(&[repo.as_str(), tag.as_str()]);
-        self.write(move |t| Ok(t.tags.remove(k).map_err(engine)?.is_some())).await
+        self.write(move |t| Ok(t.tags.remove(k).map_err(engine)?.is_some()))
+            .await
     }
 
     async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError> {

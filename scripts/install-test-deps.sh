@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs what pier's tests need, when missing: docker.io (dockerd), skopeo, qemu-user-static
+# and binfmt-support (foreign-arch binaries), and ziglang (cross C compiler, from PyPI).
+# Under CI a failure here fails the run; elsewhere it warns and the tests that need the
+# missing tool skip with a message.
+set -uo pipefail
+
+ci=false
+case "${CI:-}" in ""|false|0) ;; *) ci=true ;; esac
+
+fail() {
+  echo "install-test-deps: $*" >&2
+  if $ci; then exit 1; fi
+}
+
+need_apt=()
+command -v dockerd >/dev/null || need_apt+=(docker.io)
+command -v skopeo >/dev/null || need_apt+=(skopeo)
+[ -x /usr/bin/qemu-aarch64-static ] || need_apt+=(qemu-user-static)
+command -v update-binfmts >/dev/null || need_apt+=(binfmt-support)
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "install-test-deps: apt-get install ${need_apt[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null; } \
+      || fail "apt-get install ${need_apt[*]} failed"
+  else
+    fail "missing ${need_apt[*]} and not root: cannot apt-get install"
+  fi
+fi
+
+if ! python3 -c 'import ziglang' 2>/dev/null; then
+  echo "install-test-deps: pip install ziglang"
+  python3 -m pip install -q --disable-pip-version-check ziglang 2>&1 | grep -v -i "running pip as the 'root'" \
+    ; python3 -c 'import ziglang' 2>/dev/null || fail "pip install ziglang failed"
+fi
+
+# Foreign-architecture binaries run through qemu once binfmt handlers are registered.
+if [ "$(id -u)" = 0 ] && command -v update-binfmts >/dev/null; then
+  if [ ! -e /proc/sys/fs/binfmt_misc/status ]; then
+    mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || true
+  fi
+  for arch in aarch64 loongarch64 mips64el; do
+    [ -e "/proc/sys/fs/binfmt_misc/qemu-$arch" ] || update-binfmts --enable "qemu-$arch" >/dev/null 2>&1 \
+      || fail "update-binfmts --enable qemu-$arch failed"
+  done
+fi
+exit 0
