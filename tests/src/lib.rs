@@ -2,6 +2,9 @@
 //! find the real client tools, and fail (not skip) under `CI` when one is missing.
 #![deny(missing_docs)]
 
+pub mod docker;
+pub mod images;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

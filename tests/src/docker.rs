@@ -1,0 +1,1 @@
+//! A private `dockerd` for tests (see DEVELOPERS notes in the helper prompt).

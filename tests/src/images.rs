@@ -1,0 +1,1 @@
+//! Multi-arch OCI image layouts built from static binaries (zig cc) for tests.
