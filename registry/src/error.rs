@@ -12,9 +12,13 @@ use crate::storage::{BlobError, MetaError};
 #[derive(Clone, Debug)]
 pub struct ErrorCause(pub String);
 
-/// An error answer: the OCI error plus any headers the protocol wants with it.
+/// An error answer: the OCI error plus any headers the protocol wants with it. Boxed, so
+/// the `Result`s that carry it through every handler stay one pointer wide.
 #[derive(Debug)]
-pub struct ApiError {
+pub struct ApiError(Box<Inner>);
+
+#[derive(Debug)]
+struct Inner {
     error: OciError,
     headers: HeaderMap,
     cause: Option<String>,
@@ -28,44 +32,44 @@ impl ApiError {
 
     /// Replace the message.
     pub fn message(mut self, m: impl Into<String>) -> ApiError {
-        self.error = self.error.message(m);
+        self.0.error.message = m.into();
         self
     }
 
     /// Answer with another status.
     pub fn status(mut self, s: StatusCode) -> ApiError {
-        self.error = self.error.status(s);
+        self.0.error.status = s;
         self
     }
 
     /// Add structured detail.
     pub fn detail(mut self, d: serde_json::Value) -> ApiError {
-        self.error = self.error.detail(d);
+        self.0.error.detail = Some(d);
         self
     }
 
     /// Add a header.
     pub fn header(mut self, name: HeaderName, value: String) -> ApiError {
         if let Ok(v) = HeaderValue::from_str(&value) {
-            self.headers.insert(name, v);
+            self.0.headers.insert(name, v);
         }
         self
     }
 
     fn internal(code: ErrorCode, cause: String) -> ApiError {
         let mut e = ApiError::code(code);
-        e.cause = Some(cause);
+        e.0.cause = Some(cause);
         e
     }
 }
 
 impl From<OciError> for ApiError {
     fn from(error: OciError) -> Self {
-        ApiError {
+        ApiError(Box::new(Inner {
             error,
             headers: HeaderMap::new(),
             cause: None,
-        }
+        }))
     }
 }
 
@@ -125,11 +129,12 @@ impl From<pier_oci::DigestError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::to_vec(&self.error.body()).expect("error body serializes");
-        let mut resp = (self.error.status, self.headers, body).into_response();
+        let Inner { error, headers, cause } = *self.0;
+        let body = serde_json::to_vec(&error.body()).expect("error body serializes");
+        let mut resp = (error.status, headers, body).into_response();
         resp.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(c) = self.cause {
+        if let Some(c) = cause {
             resp.extensions_mut().insert(ErrorCause(c));
         }
         resp

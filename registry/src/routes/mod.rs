@@ -111,7 +111,7 @@ pub async fn dispatch(State(app): State<App>, req: Request) -> Response {
             blobs::get(&app, &n, &d, headers, m == Method::HEAD).await
         }
         Route::Blob(n, d) if m == Method::DELETE => blobs::delete(&app, &n, &d).await,
-        Route::UploadStart(n) if m == Method::POST => uploads::start(&app, &n, uri, headers, body).await,
+        Route::UploadStart(n) if m == Method::POST => uploads::start(&app, &n, uri, body).await,
         Route::Upload(n, id) if m == Method::GET => uploads::status(&app, &n, &id).await,
         Route::Upload(n, id) if m == Method::PATCH => uploads::patch(&app, &n, &id, headers, body).await,
         Route::Upload(n, id) if m == Method::PUT => uploads::finish(&app, &n, &id, uri, headers, body).await,
@@ -151,7 +151,7 @@ fn param<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
     q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-fn header_str<'a>(h: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 

@@ -105,14 +105,7 @@ fn chunk_start(headers: &HeaderMap) -> Result<Option<u64>> {
     Ok(Some(a))
 }
 
-fn has_body(headers: &HeaderMap) -> bool {
-    match header_str(headers, header::CONTENT_LENGTH) {
-        Some(l) => l.trim() != "0",
-        None => headers.contains_key(header::TRANSFER_ENCODING),
-    }
-}
-
-pub(super) async fn start(app: &App, name: &RepoName, uri: &Uri, headers: &HeaderMap, body: Body) -> Result {
+pub(super) async fn start(app: &App, name: &RepoName, uri: &Uri, body: Body) -> Result {
     let q = query(uri);
     if let Some(mount) = param(&q, "mount") {
         let digest: Digest = mount.parse()?;
@@ -138,9 +131,7 @@ pub(super) async fn start(app: &App, name: &RepoName, uri: &Uri, headers: &Heade
     match digest {
         // Monolithic upload: POST ?digest= with the whole blob as the body.
         Some(digest) => {
-            if has_body(headers) {
-                append(app, id, None, body).await?;
-            }
+            append(app, id, None, body).await?;
             commit(app, name, id, &digest).await
         }
         None => Ok(session_response(StatusCode::ACCEPTED, name, id, 0)),
@@ -170,9 +161,8 @@ pub(super) async fn finish(app: &App, name: &RepoName, id: &str, uri: &Uri, head
     let id = session(app, name, id).await?;
     let digest = digest_param(&query(uri))?
         .ok_or_else(|| ApiError::code(ErrorCode::DigestInvalid).message("the digest query parameter is required"))?;
-    if has_body(headers) {
-        append(app, id, chunk_start(headers)?, body).await?;
-    }
+    // The final chunk may come with the PUT; an empty body appends nothing.
+    append(app, id, chunk_start(headers)?, body).await?;
     commit(app, name, id, &digest).await
 }
 

@@ -124,9 +124,12 @@ fn hash_file(file: &mut File, algorithm: Algorithm) -> io::Result<Digest> {
 
 /// Writes batches to the session file and the running hash on a blocking thread while the
 /// next batch is being received: one batch in flight, one being gathered.
+/// The session file and the running hash (absent after a restart), handed between batches.
+type Sink = (File, Option<Hasher>);
+
 struct WritePipeline {
-    idle: Option<(File, Option<Hasher>)>,
-    pending: Option<JoinHandle<io::Result<(File, Option<Hasher>)>>>,
+    idle: Option<Sink>,
+    pending: Option<JoinHandle<io::Result<Sink>>>,
     written: u64,
 }
 

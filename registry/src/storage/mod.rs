@@ -10,6 +10,8 @@ mod fs;
 mod keys;
 mod meta;
 mod sled_meta;
+#[cfg(test)]
+mod tests;
 
 pub use blob::{BlobError, BlobStore, ByteStream, UploadId};
 pub use fs::FsBlobStore;

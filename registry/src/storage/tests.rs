@@ -1,0 +1,328 @@
+//! One conformance suite per storage trait, run against every backend. A new backend
+//! (object storage, another metadata engine) passes these before it is wired in.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{StreamExt, stream};
+use pier_oci::{Digest, Reference, RepoName, Tag};
+
+use super::*;
+
+fn body(parts: &[&[u8]]) -> ByteStream {
+    let owned: Vec<std::io::Result<Bytes>> = parts.iter().map(|p| Ok(Bytes::copy_from_slice(p))).collect();
+    stream::iter(owned).boxed()
+}
+
+async fn read_all(store: &dyn BlobStore, d: &Digest, range: Option<std::ops::Range<u64>>) -> Vec<u8> {
+    let mut s = store.read(d, range).await.expect("read");
+    let mut out = Vec::new();
+    while let Some(chunk) = s.next().await {
+        out.extend_from_slice(&chunk.expect("chunk"));
+    }
+    out
+}
+
+/// The `BlobStore` contract.
+async fn blob_store_suite(store: Arc<dyn BlobStore>) {
+    let data = b"hello, blob store".repeat(1000);
+    let digest = Digest::sha256_of(&data);
+    assert_eq!(store.stat(&digest).await.unwrap(), None);
+    assert!(matches!(store.read(&digest, None).await, Err(BlobError::NotFound)));
+
+    // Chunked upload: sizes are reported, out-of-order chunks refused.
+    let id = store.create_upload().await.unwrap();
+    assert_eq!(store.upload_size(id).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .append(id, Some(0), body(&[&data[..100], &data[100..500]]))
+            .await
+            .unwrap(),
+        500
+    );
+    assert!(matches!(
+        store.append(id, Some(10), body(&[b"x"])).await,
+        Err(BlobError::OutOfOrder {
+            current: 500,
+            requested: 10
+        })
+    ));
+    assert_eq!(store.upload_size(id).await.unwrap(), 500);
+    // Not visible before commit.
+    assert_eq!(store.stat(&digest).await.unwrap(), None);
+    assert_eq!(
+        store.append(id, None, body(&[&data[500..]])).await.unwrap(),
+        data.len() as u64
+    );
+    assert_eq!(store.commit(id, &digest).await.unwrap(), data.len() as u64);
+    assert_eq!(store.stat(&digest).await.unwrap(), Some(data.len() as u64));
+    assert_eq!(read_all(&*store, &digest, None).await, data);
+    assert_eq!(read_all(&*store, &digest, Some(5..10)).await, &data[5..10]);
+    assert!(matches!(
+        store.read(&digest, Some(0..data.len() as u64 + 1)).await,
+        Err(BlobError::RangeInvalid { .. })
+    ));
+    // The session is spent.
+    assert!(matches!(store.upload_size(id).await, Err(BlobError::UploadUnknown)));
+
+    // Wrong digest: refused, session gone, nothing stored.
+    let id = store.create_upload().await.unwrap();
+    store.append(id, None, body(&[b"other bytes"])).await.unwrap();
+    let claimed = Digest::sha256_of(b"something else");
+    assert!(matches!(
+        store.commit(id, &claimed).await,
+        Err(BlobError::DigestMismatch { .. })
+    ));
+    assert_eq!(store.stat(&claimed).await.unwrap(), None);
+    assert_eq!(store.stat(&Digest::sha256_of(b"other bytes")).await.unwrap(), None);
+    assert!(matches!(store.upload_size(id).await, Err(BlobError::UploadUnknown)));
+
+    // A body that breaks mid-way keeps what arrived; the session resumes from there.
+    let id = store.create_upload().await.unwrap();
+    let broken: ByteStream = stream::iter(vec![
+        Ok(Bytes::from_static(b"first part ")),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "client went away",
+        )),
+    ])
+    .boxed();
+    match store.append(id, None, broken).await {
+        Err(BlobError::BodyIncomplete { offset, .. }) => assert_eq!(offset, 11),
+        other => panic!("expected BodyIncomplete, got {other:?}"),
+    }
+    assert_eq!(store.upload_size(id).await.unwrap(), 11);
+    store.append(id, Some(11), body(&[b"second part"])).await.unwrap();
+    let whole = Digest::sha256_of(b"first part second part");
+    store.commit(id, &whole).await.unwrap();
+    assert_eq!(read_all(&*store, &whole, None).await, b"first part second part");
+
+    // Abort, empty blobs, sha512, duplicate commits, delete.
+    let id = store.create_upload().await.unwrap();
+    store.abort(id).await.unwrap();
+    assert!(matches!(store.abort(id).await, Err(BlobError::UploadUnknown)));
+    assert!(matches!(
+        store.append(id, None, body(&[b"x"])).await,
+        Err(BlobError::UploadUnknown)
+    ));
+    let empty = Digest::sha256_of(b"");
+    let id = store.create_upload().await.unwrap();
+    store.commit(id, &empty).await.unwrap();
+    assert_eq!(store.stat(&empty).await.unwrap(), Some(0));
+    let sha512: Digest = {
+        let mut h = pier_oci::Hasher::new(pier_oci::Algorithm::Sha512);
+        h.update(b"five twelve");
+        h.finish()
+    };
+    let id = store.create_upload().await.unwrap();
+    store.append(id, None, body(&[b"five twelve"])).await.unwrap();
+    store.commit(id, &sha512).await.unwrap();
+    assert_eq!(read_all(&*store, &sha512, None).await, b"five twelve");
+    let id = store.create_upload().await.unwrap();
+    store.append(id, None, body(&[&data])).await.unwrap();
+    store.commit(id, &digest).await.unwrap();
+    assert_eq!(read_all(&*store, &digest, None).await, data);
+    store.delete(&digest).await.unwrap();
+    assert_eq!(store.stat(&digest).await.unwrap(), None);
+    assert!(matches!(store.delete(&digest).await, Err(BlobError::NotFound)));
+}
+
+fn repo(s: &str) -> RepoName {
+    s.parse().unwrap()
+}
+
+fn tag(s: &str) -> Tag {
+    s.parse().unwrap()
+}
+
+fn record(content: &str, subject: Option<&Digest>, artifact_type: Option<&str>) -> ManifestRecord {
+    ManifestRecord {
+        digest: Digest::sha256_of(content.as_bytes()),
+        media_type: pier_oci::media::OCI_MANIFEST.into(),
+        bytes: Bytes::copy_from_slice(content.as_bytes()),
+        blobs: vec![Digest::sha256_of(b"config")],
+        children: vec![],
+        subject: subject.cloned(),
+        artifact_type: artifact_type.map(str::to_owned),
+        annotations: BTreeMap::from([("k".to_owned(), "v".to_owned())]),
+    }
+}
+
+/// The `MetaStore` contract.
+async fn meta_store_suite(meta: Arc<dyn MetaStore>) {
+    let a = repo("team/app/api");
+    let a_sub = repo("team/app/api/sub");
+    let d = Digest::sha256_of(b"blob");
+
+    // Blob links are per repository.
+    assert!(!meta.blob_linked(&a, &d).await.unwrap());
+    meta.link_blob(&a, &d).await.unwrap();
+    assert!(meta.blob_linked(&a, &d).await.unwrap());
+    assert!(!meta.blob_linked(&a_sub, &d).await.unwrap());
+    assert!(meta.unlink_blob(&a, &d).await.unwrap());
+    assert!(!meta.unlink_blob(&a, &d).await.unwrap());
+
+    // Manifests with tags, by tag and by digest; a prefix repository does not leak in.
+    assert_eq!(meta.list_tags(&a_sub, None, 10).await.unwrap(), None);
+    let m1 = record("m1", None, None);
+    meta.put_manifest(&a, &m1, &[tag("v1"), tag("latest")]).await.unwrap();
+    meta.put_manifest(&a_sub, &record("other", None, None), &[tag("zz")])
+        .await
+        .unwrap();
+    let by_tag = meta
+        .get_manifest(&a, &Reference::Tag(tag("v1")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_tag, m1);
+    let by_digest = meta
+        .get_manifest(&a, &Reference::Digest(m1.digest.clone()))
+        .await
+        .unwrap();
+    assert_eq!(by_digest.as_ref(), Some(&m1));
+    assert_eq!(
+        meta.get_manifest(&a_sub, &Reference::Tag(tag("v1"))).await.unwrap(),
+        None
+    );
+
+    // Tag pagination is lexical, `last` exclusive.
+    for t in ["b", "a", "c"] {
+        meta.put_manifest(&a, &m1, &[tag(t)]).await.unwrap();
+    }
+    let all = meta.list_tags(&a, None, 100).await.unwrap().unwrap();
+    assert_eq!(all, ["a", "b", "c", "latest", "v1"]);
+    assert_eq!(meta.list_tags(&a, None, 2).await.unwrap().unwrap(), ["a", "b"]);
+    assert_eq!(
+        meta.list_tags(&a, Some("b"), 2).await.unwrap().unwrap(),
+        ["c", "latest"]
+    );
+    assert_eq!(
+        meta.list_tags(&a, Some("v1"), 2).await.unwrap().unwrap(),
+        Vec::<String>::new()
+    );
+
+    // Moving a tag; deleting a tag keeps the manifest.
+    let m2 = record("m2", None, None);
+    meta.put_manifest(&a, &m2, &[tag("latest")]).await.unwrap();
+    let latest = meta
+        .get_manifest(&a, &Reference::Tag(tag("latest")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(latest.digest, m2.digest);
+    assert!(meta.delete_tag(&a, &tag("a")).await.unwrap());
+    assert!(!meta.delete_tag(&a, &tag("a")).await.unwrap());
+    assert!(
+        meta.get_manifest(&a, &Reference::Digest(m1.digest.clone()))
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Deleting a manifest removes the tags that name it, not the others.
+    assert!(meta.delete_manifest(&a, &m1.digest).await.unwrap());
+    assert!(!meta.delete_manifest(&a, &m1.digest).await.unwrap());
+    assert_eq!(meta.list_tags(&a, None, 100).await.unwrap().unwrap(), ["latest"]);
+    assert_eq!(meta.get_manifest(&a, &Reference::Tag(tag("v1"))).await.unwrap(), None);
+
+    // Referrers, with and without the artifact-type filter; removed with their manifest.
+    let sig = record("sig", Some(&m2.digest), Some("application/vnd.example.sig"));
+    let sbom = record("sbom", Some(&m2.digest), Some("application/vnd.example.sbom"));
+    meta.put_manifest(&a, &sig, &[]).await.unwrap();
+    meta.put_manifest(&a, &sbom, &[]).await.unwrap();
+    assert_eq!(meta.referrers(&a, &m2.digest, None).await.unwrap().len(), 2);
+    let only = meta
+        .referrers(&a, &m2.digest, Some("application/vnd.example.sig"))
+        .await
+        .unwrap();
+    assert_eq!(only, vec![Referrer::of(&sig)]);
+    assert_eq!(only[0].size, 3);
+    assert!(meta.referrers(&a_sub, &m2.digest, None).await.unwrap().is_empty());
+    meta.delete_manifest(&a, &sig.digest).await.unwrap();
+    assert_eq!(
+        meta.referrers(&a, &m2.digest, None).await.unwrap(),
+        vec![Referrer::of(&sbom)]
+    );
+
+    // Repositories.
+    meta.link_blob(&repo("zeta"), &d).await.unwrap();
+    assert_eq!(
+        meta.list_repos(None, 100).await.unwrap(),
+        ["team/app/api", "team/app/api/sub", "zeta"]
+    );
+    assert_eq!(
+        meta.list_repos(Some("team/app/api"), 1).await.unwrap(),
+        ["team/app/api/sub"]
+    );
+
+    // Upload records.
+    let id = UploadId::new();
+    assert_eq!(meta.get_upload(id).await.unwrap(), None);
+    let rec = UploadRecord {
+        repo: "team/app/api".into(),
+        started: 42,
+    };
+    meta.create_upload(id, &rec).await.unwrap();
+    assert_eq!(meta.get_upload(id).await.unwrap(), Some(rec));
+    meta.delete_upload(id).await.unwrap();
+    assert_eq!(meta.get_upload(id).await.unwrap(), None);
+    meta.flush().await.unwrap();
+}
+
+#[tokio::test]
+async fn fs_blob_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    blob_store_suite(Arc::new(FsBlobStore::open(dir.path()).unwrap())).await;
+}
+
+#[tokio::test]
+async fn fs_blob_store_sessions_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = {
+        let store = FsBlobStore::open(dir.path()).unwrap();
+        let id = store.create_upload().await.unwrap();
+        store.append(id, None, body(&[b"before restart "])).await.unwrap();
+        id
+    };
+    // A new process has no running hash: commit must re-read the bytes.
+    let store = FsBlobStore::open(dir.path()).unwrap();
+    assert_eq!(store.upload_size(id).await.unwrap(), 15);
+    store.append(id, Some(15), body(&[b"after"])).await.unwrap();
+    let d = Digest::sha256_of(b"before restart after");
+    store.commit(id, &d).await.unwrap();
+    assert_eq!(read_all(&store, &d, None).await, b"before restart after");
+}
+
+#[tokio::test]
+async fn sled_meta_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    meta_store_suite(Arc::new(SledMetaStore::open(dir.path()).unwrap())).await;
+}
+
+#[tokio::test]
+async fn sled_meta_store_persists_and_checks_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = repo("a");
+    let m = record("persisted", None, None);
+    {
+        let meta = SledMetaStore::open(dir.path()).unwrap();
+        meta.put_manifest(&a, &m, &[tag("t")]).await.unwrap();
+    }
+    {
+        let meta = SledMetaStore::open(dir.path()).unwrap();
+        let got = meta.get_manifest(&a, &Reference::Tag(tag("t"))).await.unwrap();
+        assert_eq!(got, Some(m));
+    }
+    // A store written by another schema version is refused, not misread.
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.insert(super::keys::SCHEMA_KEY, "999").unwrap();
+        db.flush().unwrap();
+    }
+    match SledMetaStore::open(dir.path()) {
+        Err(MetaError::Corrupt(msg)) => assert!(msg.contains("999"), "{msg}"),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("opened a store of another schema version"),
+    }
+}
