@@ -177,6 +177,11 @@ impl Pier {
         }
     }
 
+    /// Wait for a process that was already told to stop (e.g. by a signal the test sent).
+    pub fn stop_reaped(&mut self) -> ExitStatus {
+        self.child.take().expect("running").wait().expect("wait pier")
+    }
+
     /// SIGTERM, then wait for a graceful exit.
     pub fn stop(&mut self) -> ExitStatus {
         let mut c = self.child.take().expect("running");
