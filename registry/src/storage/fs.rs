@@ -15,12 +15,10 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use pier_oci::{Algorithm, Digest, Hasher};
-use tokio::io::AsyncReadExt;
 use tokio::task::JoinHandle;
-use tokio_util::io::ReaderStream;
 
 use super::blob::{BlobError, BlobStore, ByteStream, UploadId};
-use crate::limits::{READ_CHUNK, WRITE_BATCH};
+use crate::limits::{READ_AHEAD, READ_CHUNK, WRITE_BATCH, WRITEBACK_EVERY};
 
 /// Per-session state kept in memory between requests: the running hash and the offset it
 /// covers. Lost on restart, in which case `commit` re-reads the file to hash it.
@@ -122,42 +120,81 @@ fn hash_file(file: &mut File, algorithm: Algorithm) -> io::Result<Digest> {
     }
 }
 
-/// Writes batches to the session file and the running hash on a blocking thread while the
-/// next batch is being received: one batch in flight, one being gathered.
-/// The session file and the running hash (absent after a restart), handed between batches.
-type Sink = (File, Option<Hasher>);
-
+/// Writes batches to the session file and feeds the running hash, each on its own
+/// blocking thread, while the next batch is being received: hashing (the slowest step),
+/// writing and receiving all overlap. Every `WRITEBACK_EVERY` bytes it also asks the kernel
+/// to start writing back (a background `fdatasync`), so the fsync at commit finds little
+/// left to do.
 struct WritePipeline {
-    idle: Option<Sink>,
-    pending: Option<JoinHandle<io::Result<Sink>>>,
+    file: Option<File>,
+    hasher: Option<Option<Hasher>>,
+    writing: Option<JoinHandle<io::Result<File>>>,
+    hashing: Option<JoinHandle<Option<Hasher>>>,
+    writeback: Option<JoinHandle<io::Result<()>>>,
+    since_writeback: u64,
     written: u64,
 }
 
 impl WritePipeline {
+    fn new(file: File, hasher: Option<Hasher>, written: u64) -> WritePipeline {
+        WritePipeline {
+            file: Some(file),
+            hasher: Some(hasher),
+            writing: None,
+            hashing: None,
+            writeback: None,
+            since_writeback: 0,
+            written,
+        }
+    }
+
     async fn settle(&mut self) -> io::Result<()> {
-        if let Some(job) = self.pending.take() {
-            self.idle = Some(job.await.map_err(io::Error::other)??);
+        if let Some(job) = self.hashing.take() {
+            self.hasher = Some(job.await.map_err(io::Error::other)?);
+        }
+        if let Some(job) = self.writing.take() {
+            self.file = Some(job.await.map_err(io::Error::other)??);
         }
         Ok(())
     }
 
     async fn submit(&mut self, batch: Bytes) -> io::Result<()> {
         self.settle().await?;
-        let (mut file, mut hasher) = self.idle.take().expect("pipeline holds the file");
+        let mut file = self.file.take().expect("pipeline holds the file");
+        let mut hasher = self.hasher.take().expect("pipeline holds the hasher");
         self.written += batch.len() as u64;
-        self.pending = Some(tokio::task::spawn_blocking(move || {
-            file.write_all(&batch)?;
-            if let Some(h) = hasher.as_mut() {
-                h.update(&batch);
+        self.since_writeback += batch.len() as u64;
+        if self.since_writeback >= WRITEBACK_EVERY && self.writeback.as_ref().is_none_or(|j| j.is_finished()) {
+            if let Some(done) = self.writeback.take() {
+                done.await.map_err(io::Error::other)??;
             }
-            Ok((file, hasher))
+            let clone = file.try_clone()?;
+            self.writeback = Some(tokio::task::spawn_blocking(move || clone.sync_data()));
+            self.since_writeback = 0;
+        }
+        if hasher.is_some() {
+            let data = batch.clone();
+            self.hashing = Some(tokio::task::spawn_blocking(move || {
+                if let Some(h) = hasher.as_mut() {
+                    h.update(&data);
+                }
+                hasher
+            }));
+        } else {
+            self.hasher = Some(None);
+        }
+        self.writing = Some(tokio::task::spawn_blocking(move || {
+            file.write_all(&batch).map(|()| file)
         }));
         Ok(())
     }
 
     async fn finish(mut self) -> io::Result<(Option<Hasher>, u64)> {
         self.settle().await?;
-        let (_, hasher) = self.idle.take().expect("pipeline holds the file");
+        if let Some(done) = self.writeback.take() {
+            done.await.map_err(io::Error::other)??;
+        }
+        let hasher = self.hasher.take().expect("pipeline holds the hasher");
         Ok((hasher, self.written))
     }
 }
@@ -173,19 +210,37 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn read(&self, digest: &Digest, range: Option<Range<u64>>) -> Result<ByteStream, BlobError> {
-        let mut file = tokio::fs::File::open(self.blob_path(digest))
-            .await
-            .map_err(|e| not_found_as(e, BlobError::NotFound))?;
-        let size = file.metadata().await?.len();
-        let range = range.unwrap_or(0..size);
-        if range.start > range.end || range.end > size {
-            return Err(BlobError::RangeInvalid { size });
-        }
-        if range.start > 0 {
-            tokio::io::AsyncSeekExt::seek(&mut file, SeekFrom::Start(range.start)).await?;
-        }
-        let reader = file.take(range.end - range.start);
-        Ok(ReaderStream::with_capacity(reader, READ_CHUNK).boxed())
+        let path = self.blob_path(digest);
+        let (file, range) = blocking(move || {
+            let mut file = File::open(&path).map_err(|e| not_found_as(e, BlobError::NotFound))?;
+            let size = file.metadata()?.len();
+            let range = range.unwrap_or(0..size);
+            if range.start > range.end || range.end > size {
+                return Err(BlobError::RangeInvalid { size });
+            }
+            file.seek(SeekFrom::Start(range.start))?;
+            Ok((file, range))
+        })
+        .await?;
+        // One blocking reader per download feeds a short queue: disk reads overlap socket
+        // writes, each chunk is read once into the buffer that goes out, and a client that
+        // goes away stops the reader at its next send.
+        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(READ_AHEAD);
+        tokio::task::spawn_blocking(move || {
+            let mut file = file;
+            let mut remaining = range.end - range.start;
+            while remaining > 0 {
+                let n = remaining.min(READ_CHUNK as u64) as usize;
+                let mut buf = BytesMut::zeroed(n);
+                let item = file.read_exact(&mut buf).map(|()| buf.freeze());
+                let failed = item.is_err();
+                if tx.blocking_send(item).is_err() || failed {
+                    return;
+                }
+                remaining -= n as u64;
+            }
+        });
+        Ok(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed())
     }
 
     async fn delete(&self, digest: &Digest) -> Result<(), BlobError> {
@@ -241,11 +296,7 @@ impl BlobStore for FsBlobStore {
             // After a restart the running hash is gone; commit re-reads the file.
             _ => None,
         };
-        let mut pipeline = WritePipeline {
-            idle: Some((file, hasher)),
-            pending: None,
-            written: len,
-        };
+        let mut pipeline = WritePipeline::new(file, hasher, len);
         let mut batch = BytesMut::with_capacity(WRITE_BATCH);
         let mut body_error = None;
         let mut write_result = Ok(());

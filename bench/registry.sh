@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Side-by-side registry benchmark: pier (release build) and CNCF distribution 2.8.2
+# (Debian's docker-registry), same machine, same run, loopback only.
+#   bash bench/registry.sh [BLOB_MIB]
+# Measures: manifest GET requests/s (wrk, 16 connections), single-stream blob upload and
+# download (curl, monolithic POST / GET), idle RSS. Prints a Markdown table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BLOB_MIB=${1:-1024}
+WRK_SECONDS=10
+command -v wrk >/dev/null && command -v docker-registry >/dev/null && command -v curl >/dev/null || {
+  echo "needs wrk, docker-registry and curl: apt-get install -y wrk docker-registry curl" >&2; exit 2; }
+
+cargo build --release -q -p pier-cli
+PIER=${CARGO_TARGET_DIR:-target}/release/pier
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+PIER_PORT=5101; DIST_PORT=5102
+"$PIER" serve --listen 127.0.0.1:$PIER_PORT --data-dir "$work/pier" --log warn >"$work/pier.log" 2>&1 & pids+=($!)
+pier_pid=$!
+cat >"$work/dist.yml" <<YML
+version: 0.1
+log: { level: error, accesslog: { disabled: true } }
+storage: { filesystem: { rootdirectory: $work/dist }, delete: { enabled: true } }
+http: { addr: 127.0.0.1:$DIST_PORT }
+YML
+docker-registry serve "$work/dist.yml" >"$work/dist.log" 2>&1 & pids+=($!)
+dist_pid=$!
+for port in $PIER_PORT $DIST_PORT; do
+  for _ in $(seq 100); do curl -sf "127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
+done
+sleep 1
+rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+pier_idle=$(rss $pier_pid); dist_idle=$(rss $dist_pid)
+
+head -c $((BLOB_MIB * 1024 * 1024)) /dev/urandom >"$work/blob"
+blob_digest="sha256:$(sha256sum "$work/blob" | cut -d' ' -f1)"
+printf '{}' >"$work/config"
+config_digest="sha256:$(sha256sum "$work/config" | cut -d' ' -f1)"
+
+push_blob() { # port file digest -> seconds
+  curl -sf -o /dev/null -w '%{time_total}' -X POST -H 'Content-Type: application/octet-stream' \
+    -T "$2" "127.0.0.1:$1/v2/bench/app/blobs/uploads/?digest=$3" 2>/dev/null || {
+    # distribution 2.8 has no monolithic POST: session, then PUT with the body.
+    loc=$(curl -sf -D - -o /dev/null -X POST "127.0.0.1:$1/v2/bench/app/blobs/uploads/" | awk 'tolower($1)=="location:" {print $2}' | tr -d '\r')
+    case "$loc" in http*) ;; *) loc="http://127.0.0.1:$1$loc" ;; esac
+    sep='?'; case "$loc" in *\?*) sep='&' ;; esac
+    curl -sf -o /dev/null -w '%{time_total}' -X PUT -H 'Content-Type: application/octet-stream' \
+      -T "$2" "${loc}${sep}digest=$3"
+  }
+}
+
+results=()
+for which in pier dist; do
+  port=$PIER_PORT; [ $which = dist ] && port=$DIST_PORT
+  up=$(push_blob $port "$work/blob" "$blob_digest")
+  push_blob $port "$work/config" "$config_digest" >/dev/null
+  manifest=$(printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":2},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"%s","size":%d}]}' \
+    "$config_digest" "$blob_digest" $((BLOB_MIB * 1024 * 1024)))
+  curl -sf -o /dev/null -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
+    --data "$manifest" "127.0.0.1:$port/v2/bench/app/manifests/v1"
+  down=$(curl -sf -o /dev/null -w '%{time_total}' "127.0.0.1:$port/v2/bench/app/blobs/$blob_digest")
+  rps=$(wrk -t2 -c16 -d${WRK_SECONDS}s -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+    "http://127.0.0.1:$port/v2/bench/app/manifests/v1" | awk '/Requests\/sec/ {print $2}')
+  results+=("$which $up $down $rps")
+done
+
+mib=$BLOB_MIB
+echo
+echo "| registry | manifest GET req/s (c16) | upload ${mib} MiB (GB/s) | download (GB/s) | idle RSS (MiB) |"
+echo "|---|---|---|---|---|"
+for r in "${results[@]}"; do
+  read -r which up down rps <<<"$r"
+  idle=$pier_idle; name="pier"; [ $which = dist ] && { idle=$dist_idle; name="distribution 2.8.2"; }
+  awk -v n="$name" -v up="$up" -v down="$down" -v rps="$rps" -v idle="$idle" -v mib="$mib" 'BEGIN {
+    gb = mib * 1048576 / 1e9;
+    printf "| %s | %.0f | %.2f | %.2f | %.1f |\n", n, rps, gb / up, gb / down, idle / 1024 }'
+done
