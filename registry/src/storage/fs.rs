@@ -158,12 +158,15 @@ impl WritePipeline {
         Ok(())
     }
 
-    async fn submit(&mut self, batch: Bytes) -> io::Result<()> {
+    /// Hand over a batch of received chunks (as they came off the socket: no copy).
+    async fn submit(&mut self, batch: Vec<Bytes>) -> io::Result<()> {
         self.settle().await?;
         let mut file = self.file.take().expect("pipeline holds the file");
         let mut hasher = self.hasher.take().expect("pipeline holds the hasher");
-        self.written += batch.len() as u64;
-        self.since_writeback += batch.len() as u64;
+        let len: u64 = batch.iter().map(|b| b.len() as u64).sum();
+        self.written += len;
+        self.since_writeback += len;
+        let batch = Arc::new(batch);
         if self.since_writeback >= WRITEBACK_EVERY && self.writeback.as_ref().is_none_or(|j| j.is_finished()) {
             if let Some(done) = self.writeback.take() {
                 done.await.map_err(io::Error::other)??;
@@ -176,7 +179,7 @@ impl WritePipeline {
             let data = batch.clone();
             self.hashing = Some(tokio::task::spawn_blocking(move || {
                 if let Some(h) = hasher.as_mut() {
-                    h.update(&data);
+                    data.iter().for_each(|chunk| h.update(chunk));
                 }
                 hasher
             }));
@@ -184,7 +187,7 @@ impl WritePipeline {
             self.hasher = Some(None);
         }
         self.writing = Some(tokio::task::spawn_blocking(move || {
-            file.write_all(&batch).map(|()| file)
+            write_chunks(&mut file, &batch).map(|()| file)
         }));
         Ok(())
     }
@@ -197,6 +200,23 @@ impl WritePipeline {
         let hasher = self.hasher.take().expect("pipeline holds the hasher");
         Ok((hasher, self.written))
     }
+}
+
+/// Write every chunk, in order, with as few syscalls as the kernel allows.
+fn write_chunks(file: &mut File, chunks: &[Bytes]) -> io::Result<()> {
+    let mut slices: Vec<io::IoSlice<'_>> = chunks.iter().map(|c| io::IoSlice::new(c)).collect();
+    let mut slices = &mut slices[..];
+    // Drop leading empty slices so an all-empty batch ends the loop.
+    io::IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => io::IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -297,16 +317,18 @@ impl BlobStore for FsBlobStore {
             _ => None,
         };
         let mut pipeline = WritePipeline::new(file, hasher, len);
-        let mut batch = BytesMut::with_capacity(WRITE_BATCH);
+        let mut batch = Vec::new();
+        let mut batch_len = 0;
         let mut body_error = None;
         let mut write_result = Ok(());
         while let Some(item) = body.next().await {
             match item {
                 Ok(chunk) => {
-                    batch.extend_from_slice(&chunk);
-                    if batch.len() >= WRITE_BATCH {
-                        let full = std::mem::replace(&mut batch, BytesMut::with_capacity(WRITE_BATCH));
-                        write_result = pipeline.submit(full.freeze()).await;
+                    batch_len += chunk.len();
+                    batch.push(chunk);
+                    if batch_len >= WRITE_BATCH {
+                        batch_len = 0;
+                        write_result = pipeline.submit(std::mem::take(&mut batch)).await;
                         if write_result.is_err() {
                             break;
                         }
@@ -319,7 +341,7 @@ impl BlobStore for FsBlobStore {
             }
         }
         if write_result.is_ok() && !batch.is_empty() {
-            write_result = pipeline.submit(batch.freeze()).await;
+            write_result = pipeline.submit(batch).await;
         }
         let finished = match write_result {
             Ok(()) => pipeline.finish().await,
