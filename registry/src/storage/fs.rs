@@ -391,12 +391,13 @@ impl BlobStore for FsBlobStore {
                 });
             }
             let outcome = (|| {
-                // Durable bytes before the name: a crash never leaves a short file under
-                // a digest name.
-                file.sync_all()?;
                 if dest.exists() {
+                    // Already stored (content addressed): these bytes are not needed.
                     fs::remove_file(&upload)?;
                 } else {
+                    // Durable bytes before the name: a crash never leaves a short file
+                    // under a digest name.
+                    file.sync_all()?;
                     let dir = dest.parent().expect("blob dir");
                     create_dirs_durably(dir)?;
                     fs::rename(&upload, &dest)?;
