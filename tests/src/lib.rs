@@ -2,6 +2,7 @@
 //! find the real client tools, and fail (not skip) under `CI` when one is missing.
 #![deny(missing_docs)]
 
+pub mod containerd;
 pub mod docker;
 pub mod images;
 
