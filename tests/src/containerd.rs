@@ -18,7 +18,10 @@ impl Containerd {
     /// Start containerd under a fresh temporary directory and wait until `ctr` reaches it.
     pub fn start() -> Containerd {
         // Short path: the socket path must fit in a sockaddr_un.
-        let dir = tempfile::Builder::new().prefix("ctd").tempdir_in("/tmp").expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("ctd")
+            .tempdir_in("/tmp")
+            .expect("temp dir");
         let d = dir.path();
         let config = d.join("config.toml");
         std::fs::write(
@@ -41,14 +44,26 @@ impl Containerd {
             .stderr(log)
             .spawn()
             .expect("spawn containerd");
-        let c = Containerd { child: Some(child), dir };
+        let c = Containerd {
+            child: Some(child),
+            dir,
+        };
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            let ok = c.ctr().arg("version").stdout(Stdio::null()).stderr(Stdio::null()).status();
+            let ok = c
+                .ctr()
+                .arg("version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
             if ok.is_ok_and(|s| s.success()) {
                 return c;
             }
-            assert!(Instant::now() < deadline, "containerd did not start; log:\n{}", c.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "containerd did not start; log:\n{}",
+                c.log_text()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
