@@ -20,3 +20,8 @@ pub const WRITEBACK_EVERY: u64 = 64 * 1024 * 1024;
 pub const META_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 /// How long a graceful shutdown waits for in-flight requests before giving up on them.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+/// Most of a refused chunk's body read (and discarded) before answering, so the client sees
+/// the error rather than a reset connection; beyond this the connection is simply closed.
+pub const DRAIN_LIMIT: usize = 8 * 1024 * 1024;
+/// Longest time spent draining a refused body.
+pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

@@ -8,6 +8,7 @@ use pier_oci::{Digest, ErrorCode, RepoName};
 
 use super::{App, Result, blobs, body_stream, header_str, param, query, upload_range};
 use crate::error::ApiError;
+use crate::limits::{DRAIN_LIMIT, DRAIN_TIMEOUT};
 use crate::storage::{BlobError, UploadId, UploadRecord};
 
 fn upload_location(name: &RepoName, id: UploadId) -> String {
@@ -150,9 +151,38 @@ async fn append(app: &App, id: UploadId, at: Option<u64>, body: Body) -> Result<
     }
 }
 
+/// Read and discard what is left of a refused request's body (up to a bound), so the
+/// client, still sending, reads our error instead of a connection reset.
+async fn drain(body: Body) {
+    let mut stream = body.into_data_stream();
+    let mut left = DRAIN_LIMIT;
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while let Some(Ok(chunk)) = futures_util::StreamExt::next(&mut stream).await {
+            left = left.saturating_sub(chunk.len());
+            if left == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 pub(super) async fn patch(app: &App, name: &RepoName, id: &str, headers: &HeaderMap, body: Body) -> Result {
     let id = session(app, name, id).await?;
-    let at = chunk_start(headers)?;
+    let at = match chunk_start(headers) {
+        Ok(at) => at,
+        Err(e) => {
+            drain(body).await;
+            return Err(e);
+        }
+    };
+    if let Some(at) = at {
+        let current = app.blobs.upload_size(id).await?;
+        if at != current {
+            drain(body).await;
+            return Err(BlobError::OutOfOrder { current, requested: at }.into());
+        }
+    }
     let size = append(app, id, at, body).await?;
     Ok(session_response(StatusCode::ACCEPTED, name, id, size))
 }
