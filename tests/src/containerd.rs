@@ -3,10 +3,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long containerd may take to answer on its socket.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a stopping containerd may take before it is killed.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running containerd.
 pub struct Containerd {
@@ -35,37 +37,21 @@ impl Containerd {
             ),
         )
         .expect("containerd config");
-        let log = std::fs::File::create(d.join("containerd.log")).expect("log");
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn containerd");
+        let child = crate::spawn_logged(
+            Command::new("containerd").arg("--config").arg(&config),
+            &d.join("containerd.log"),
+        );
         let c = Containerd {
             child: Some(child),
             dir,
         };
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            let ok = c
-                .ctr()
-                .arg("version")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-            if ok.is_ok_and(|s| s.success()) {
-                return c;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "containerd did not start; log:\n{}",
-                c.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        crate::wait_until(
+            "containerd",
+            READY_TIMEOUT,
+            || crate::succeeds(c.ctr().arg("version")),
+            || c.log_text(),
+        );
+        c
     }
 
     /// The socket path.
@@ -94,25 +80,8 @@ impl Containerd {
 impl Drop for Containerd {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if c.try_wait().ok().flatten().is_some() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+            crate::terminate(&mut c, STOP_TIMEOUT);
         }
-        // Snapshots of the native snapshotter may be bind-mounted while a task runs; a task
-        // that outlived its test leaves mounts under root that must go before the temp dir.
-        let _ = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "grep -o ' {}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l",
-                self.dir.path().display()
-            ))
-            .status();
+        crate::unmount_under(self.dir.path());
     }
 }

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long dockerd may take to answer (it is ready in well under a second here).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -37,52 +37,35 @@ impl Dockerd {
             .tempdir_in("/tmp")
             .expect("temp dir");
         let d = dir.path();
-        let log = std::fs::File::create(d.join("dockerd.log")).expect("log");
-        let child = Command::new("dockerd")
-            .args([
-                "--storage-driver=vfs",
-                "--iptables=false",
-                "--ip6tables=false",
-                "--bridge=none",
-            ])
-            .arg("--data-root")
-            .arg(d.join("d"))
-            .arg("--exec-root")
-            .arg(d.join("e"))
-            .arg("-H")
-            .arg(format!("unix://{}", d.join("s").display()))
-            .arg("--pidfile")
-            .arg(d.join("p"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn dockerd");
-        let mut dk = Dockerd {
+        let child = crate::spawn_logged(
+            Command::new("dockerd")
+                .args([
+                    "--storage-driver=vfs",
+                    "--iptables=false",
+                    "--ip6tables=false",
+                    "--bridge=none",
+                ])
+                .arg("--data-root")
+                .arg(d.join("d"))
+                .arg("--exec-root")
+                .arg(d.join("e"))
+                .arg("-H")
+                .arg(format!("unix://{}", d.join("s").display()))
+                .arg("--pidfile")
+                .arg(d.join("p")),
+            &d.join("dockerd.log"),
+        );
+        let dk = Dockerd {
             child: Some(child),
             dir,
         };
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            let ok = dk
-                .docker()
-                .arg("version")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-            if ok.is_ok_and(|s| s.success()) {
-                return dk;
-            }
-            if let Some(status) = dk.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("dockerd exited with {status}; log:\n{}", dk.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "dockerd did not start; log:\n{}",
-                dk.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        crate::wait_until(
+            "dockerd",
+            READY_TIMEOUT,
+            || crate::succeeds(dk.docker().arg("version")),
+            || dk.log_text(),
+        );
+        dk
     }
 
     /// A docker client command bound to this daemon.
@@ -119,25 +102,8 @@ impl Dockerd {
 impl Drop for Dockerd {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
-            let deadline = Instant::now() + STOP_TIMEOUT;
-            while Instant::now() < deadline && c.try_wait().ok().flatten().is_none() {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+            crate::terminate(&mut c, STOP_TIMEOUT);
         }
-        // dockerd leaves its network namespace (and, after a crash, other mounts) mounted
-        // under the exec root; they must go before the directory can be removed.
-        let _ = Command::new("umount")
-            .arg(self.dir.path().join("e/netns/default"))
-            .status();
-        let _ = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "grep -o ' {}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l",
-                self.dir.path().display()
-            ))
-            .status();
+        crate::unmount_under(self.dir.path());
     }
 }

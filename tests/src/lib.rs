@@ -221,3 +221,58 @@ pub fn sha256_file(path: &Path) -> String {
     std::io::copy(&mut f, &mut h).expect("read");
     format!("sha256:{}", hex::encode(h.finalize()))
 }
+
+/// Spawn `cmd` with stdin closed and stdout and stderr going to a new file at `log`.
+pub fn spawn_logged(cmd: &mut Command, log: &Path) -> Child {
+    let file = std::fs::File::create(log).expect("log file");
+    cmd.stdin(Stdio::null())
+        .stdout(file.try_clone().expect("log file"))
+        .stderr(file)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot spawn {cmd:?}: {e}"))
+}
+
+/// Poll `ready` until it holds; after `timeout`, panic with `what` and `context()`.
+pub fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool, context: impl Fn() -> String) {
+    let deadline = Instant::now() + timeout;
+    while !ready() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} not ready after {timeout:?}:\n{}",
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Whether `cmd` runs and exits 0 (its output discarded).
+pub fn succeeds(cmd: &mut Command) -> bool {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// SIGTERM a daemon, give it `grace` to exit, then SIGKILL; always reaped.
+pub fn terminate(child: &mut Child, grace: Duration) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline && child.try_wait().ok().flatten().is_none() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Lazily unmount everything mounted under `dir`, deepest first: daemons leave network
+/// namespaces and snapshot mounts behind that must go before the directory can.
+pub fn unmount_under(dir: &Path) {
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "grep -o ' {}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l",
+            dir.display()
+        ))
+        .status();
+}
