@@ -56,6 +56,9 @@ push_blob() { # port file digest -> seconds of the PUT that carries the bytes
 results=()
 for which in pier dist; do
   port=$PIER_PORT; [ $which = dist ] && port=$DIST_PORT
+  # Start each registry's upload from a clean page cache: the previous run's gigabyte is
+  # still being written back otherwise, and both registries would pay for it unevenly.
+  sync; sleep 2
   up=$(push_blob $port "$work/blob" "$blob_digest")
   push_blob $port "$work/config" "$config_digest" >/dev/null
   manifest=$(printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":2},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"%s","size":%d}]}' \
