@@ -14,8 +14,9 @@ use sha2::Digest as _;
 /// Size of the tmpfs under pier's data directory. Small, so that filling it is quick, but
 /// roomy enough for sled's files and a few small pushes.
 const TMPFS_SIZE: &str = "16m";
-/// The blob that cannot fit: larger than the whole tmpfs.
-const TOO_BIG: usize = 24 * 1024 * 1024;
+/// The blob that cannot fit: larger than the whole tmpfs, and than loopback socket buffers,
+/// so the client is still sending when pier answers (the answer must still reach it).
+const TOO_BIG: usize = 64 * 1024 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -36,7 +37,11 @@ impl Tmpfs {
             .output();
         let why = match out {
             Ok(o) if o.status.success() => return Some(Tmpfs { dir: dir.to_path_buf() }),
-            Ok(o) => format!("mount failed ({}): {}", o.status, String::from_utf8_lossy(&o.stderr).trim()),
+            Ok(o) => format!(
+                "mount failed ({}): {}",
+                o.status,
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
             Err(e) => format!("cannot run mount: {e}"),
         };
         let msg = format!("{test}: cannot mount a tmpfs at {}: {why}", dir.display());
@@ -99,7 +104,10 @@ fn header(r: &Response, name: &str) -> String {
 fn expect_status(r: Response, want: StatusCode, what: &str) -> Response {
     let status = r.status();
     if status != want {
-        panic!("{what}: expected {want}, got {status}: {}", r.text().unwrap_or_default());
+        panic!(
+            "{what}: expected {want}, got {status}: {}",
+            r.text().unwrap_or_default()
+        );
     }
     r
 }
@@ -220,8 +228,18 @@ fn full_disk_scenario(test: &str, overflow: impl FnOnce(&Client, &str, &str, &[u
         .head(format!("{base}/v2/{repo}/blobs/{}", sha256(&big)))
         .send()
         .expect("HEAD");
-    assert_eq!(r.status(), StatusCode::NOT_FOUND, "the blob that did not fit is visible");
+    assert_eq!(
+        r.status(),
+        StatusCode::NOT_FOUND,
+        "the blob that did not fit is visible"
+    );
     assert_image(&c, &base, repo, "v1", &first);
+    // The operator can tell why: the request log names the cause of the 5xx.
+    assert!(
+        pier.log_text().contains("no space left"),
+        "pier's log does not say the disk was full:\n{}",
+        pier.log_text()
+    );
 
     // Space came back with the temp file: without deleting anything, new pushes work.
     let second = push_image(&c, &base, repo, "v2", 2);
