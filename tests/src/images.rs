@@ -11,7 +11,6 @@ use std::process::Command;
 
 use pier_oci::media;
 use serde_json::{Value, json};
-use sha2::Digest as _;
 
 /// The program in every image.
 pub const HELLO_C: &str = "#include <stdio.h>\n#include <sys/utsname.h>\n\
@@ -86,10 +85,7 @@ pub const ARCHES: [Arch; 5] = [
     },
 ];
 
-/// `sha256:hex` of bytes.
-pub fn sha256(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
-}
+pub use crate::sha256;
 
 fn cache_dir() -> PathBuf {
     let d = crate::workspace_root().join("target").join("e2e-cache");

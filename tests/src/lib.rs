@@ -276,3 +276,59 @@ pub fn unmount_under(dir: &Path) {
         ))
         .status();
 }
+
+/// An HTTP client for talking to pier: no proxy (the environment may set one; all traffic
+/// here is loopback) and a per-request timeout.
+pub fn http_client(timeout: Duration) -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(timeout)
+        .build()
+        .expect("http client")
+}
+
+/// `sha256:hex` of bytes.
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+/// Deterministic, incompressible test bytes (splitmix64 of a counter).
+pub fn test_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 8);
+    let mut i = 0u64;
+    while out.len() < len {
+        let mut z = seed.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+        i += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+/// A response header that must be there.
+pub fn header(r: &reqwest::blocking::Response, name: &str) -> String {
+    r.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("{} answer without {name}: {:?}", r.status(), r.headers()))
+        .to_owned()
+}
+
+/// The response, if it has the status wanted; else a panic showing the body.
+pub fn expect_status(
+    r: reqwest::blocking::Response,
+    want: reqwest::StatusCode,
+    what: &str,
+) -> reqwest::blocking::Response {
+    let status = r.status();
+    if status != want {
+        panic!(
+            "{what}: expected {want}, got {status}: {}",
+            r.text().unwrap_or_default()
+        );
+    }
+    r
+}

@@ -3,6 +3,7 @@
 //! `PUT ?digest=`, while pier's RSS is sampled. Then the blob reads back: its size and
 //! digest on `HEAD`, and byte ranges on `GET`.
 
+use pier_e2e::{expect_status, header};
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use pier_e2e::Pier;
 use reqwest::StatusCode;
-use reqwest::blocking::{Body, Client, Response};
+use reqwest::blocking::{Body, Client};
 use sha2::Digest as _;
 
 const LAYER_BYTES: u64 = 2 * 1024 * 1024 * 1024;
@@ -86,25 +87,6 @@ impl Drop for StopOnDrop<'_> {
     fn drop(&mut self) {
         self.0.store(true, Ordering::Relaxed);
     }
-}
-
-fn header(r: &Response, name: &str) -> String {
-    r.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_else(|| panic!("{} answer without {name}: {:?}", r.status(), r.headers()))
-        .to_owned()
-}
-
-fn expect_status(r: Response, want: StatusCode, what: &str) -> Response {
-    let status = r.status();
-    if status != want {
-        panic!(
-            "{what}: expected {want}, got {status}: {}",
-            r.text().unwrap_or_default()
-        );
-    }
-    r
 }
 
 /// Push the layer; returns its digest and the seconds the PATCH and the PUT took.

@@ -8,6 +8,7 @@
 //! Random choices come from one seed, printed first; `PIER_CRASH_SEED=<seed>` replays the
 //! same choices (the kill lands at a different point of the traffic each time regardless).
 
+use pier_e2e::sha256;
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -88,21 +89,8 @@ impl Rng {
     }
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
-}
-
 fn client() -> Client {
-    // No proxy: the environment may set one, and all traffic here is loopback.
-    Client::builder()
-        .no_proxy()
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .expect("http client")
-}
-
-fn header(r: &Response, name: &str) -> Option<String> {
-    r.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    pier_e2e::http_client(REQUEST_TIMEOUT)
 }
 
 /// The `Range` pier answers for a session holding `size` bytes (`0-0` when empty).
@@ -887,4 +875,8 @@ fn kill_9_during_concurrent_pushes_loses_nothing_acknowledged() {
         t.sessions_resumed,
         t.commits_cut
     );
+}
+
+fn header(r: &Response, name: &str) -> Option<String> {
+    r.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }

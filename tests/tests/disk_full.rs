@@ -2,6 +2,7 @@
 //! answer `INSUFFICIENT_STORAGE`, leave no temp file behind and leave the store intact, so
 //! that what was stored before is still served and small pushes still work.
 
+use pier_e2e::{expect_status, header, sha256, test_bytes};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -9,7 +10,6 @@ use std::time::Duration;
 use pier_e2e::{Pier, in_ci};
 use reqwest::StatusCode;
 use reqwest::blocking::{Client, Response};
-use sha2::Digest as _;
 
 /// Size of the tmpfs under pier's data directory. Small, so that filling it is quick, but
 /// roomy enough for sled's files and a few small pushes.
@@ -66,50 +66,7 @@ impl Drop for Tmpfs {
 }
 
 fn client() -> Client {
-    // No proxy: the environment may set one, and all traffic here is loopback.
-    Client::builder()
-        .no_proxy()
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .expect("http client")
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
-}
-
-/// Deterministic, incompressible test bytes (splitmix64 of a counter).
-fn test_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 8);
-    let mut i = 0u64;
-    while out.len() < len {
-        let mut z = seed.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-        i += 1;
-    }
-    out.truncate(len);
-    out
-}
-
-fn header(r: &Response, name: &str) -> String {
-    r.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_else(|| panic!("{} answer without {name}: {:?}", r.status(), r.headers()))
-        .to_owned()
-}
-
-fn expect_status(r: Response, want: StatusCode, what: &str) -> Response {
-    let status = r.status();
-    if status != want {
-        panic!(
-            "{what}: expected {want}, got {status}: {}",
-            r.text().unwrap_or_default()
-        );
-    }
-    r
+    pier_e2e::http_client(REQUEST_TIMEOUT)
 }
 
 /// Assert an OCI error answer: a 5xx whose body carries `code`.

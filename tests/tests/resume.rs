@@ -2,6 +2,7 @@
 //! that reports exactly what arrived, hides the partial bytes, and can be resumed; and a
 //! session must survive a restart of pier, graceful (SIGTERM) or not (`kill -9`).
 
+use pier_e2e::{expect_status, header, sha256, test_bytes};
 use std::io::Write as _;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -9,7 +10,6 @@ use std::time::{Duration, Instant};
 use pier_e2e::Pier;
 use reqwest::StatusCode;
 use reqwest::blocking::{Client, Response};
-use sha2::Digest as _;
 
 /// Per-request timeout: everything here is a few MiB over loopback.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -22,39 +22,7 @@ const BLOB_LEN: usize = 4 * 1024 * 1024 + 17;
 const CUT_AT: usize = 1536 * 1024 + 123;
 
 fn client() -> Client {
-    // No proxy: the environment may set one, and all traffic here is loopback.
-    Client::builder()
-        .no_proxy()
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .expect("http client")
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
-}
-
-/// Deterministic, non-repeating test bytes (splitmix64 of a counter).
-fn test_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 8);
-    let mut i = 0u64;
-    while out.len() < len {
-        let mut z = seed.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-        i += 1;
-    }
-    out.truncate(len);
-    out
-}
-
-fn header(r: &Response, name: &str) -> String {
-    r.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_else(|| panic!("{} answer without {name}: {:?}", r.status(), r.headers()))
-        .to_owned()
+    pier_e2e::http_client(REQUEST_TIMEOUT)
 }
 
 /// Bytes held by a session, from its `Range: 0-<last>` header (`0-0` is ambiguous between
@@ -66,17 +34,6 @@ fn held(r: &Response) -> u64 {
         .and_then(|l| l.parse().ok())
         .unwrap_or_else(|| panic!("malformed Range {range:?}"));
     if last == 0 { 0 } else { last + 1 }
-}
-
-fn expect_status(r: Response, want: StatusCode, what: &str) -> Response {
-    let status = r.status();
-    if status != want {
-        panic!(
-            "{what}: expected {want}, got {status}: {}",
-            r.text().unwrap_or_default()
-        );
-    }
-    r
 }
 
 /// Open a session in `repo`; returns its absolute URL.
