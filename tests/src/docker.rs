@@ -1,18 +1,26 @@
-//! A private `dockerd` for tests: its own data root, exec root, socket and pid file under a
-//! short temporary directory, no networking set up (tests run containers with
-//! `--network none`), stopped and cleaned up on drop.
+//! A private `dockerd` for tests: its own data root, exec root, socket, pid file and (empty)
+//! daemon config under a short temporary directory, no networking set up (tests run
+//! containers with `--network none`), stopped and cleaned up on drop — also when the test
+//! panics, since the value is dropped while unwinding.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 /// How long dockerd may take to answer (it is ready in well under a second here).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a stopping dockerd may take before it is killed.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long one docker client command may take (pulls and pushes here are a few MB over
+/// loopback; a hang must fail the test, not stall it).
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(180);
+/// How often a running command is checked for exit.
+const POLL: Duration = Duration::from_millis(50);
 
-/// The docker client used: the one shipped with Debian's docker.io, which matches its
-/// daemon (20.10); a newer client elsewhere on PATH may also exist and is not used.
+/// The docker client used: Debian's docker.io client at `/usr/bin/docker`, the same release
+/// (20.10) as its dockerd, so nothing depends on API-version negotiation or on a newer
+/// client's output format. `/usr/local/bin/docker` (28.x) shadows it on PATH here, which is
+/// why PATH is only the fallback.
 pub fn docker_client() -> PathBuf {
     let debian = Path::new("/usr/bin/docker");
     if debian.exists() {
@@ -20,6 +28,67 @@ pub fn docker_client() -> PathBuf {
     } else {
         crate::which("docker").expect("a docker client")
     }
+}
+
+/// What a finished command printed.
+#[derive(Debug)]
+pub struct Finished {
+    /// Its exit status.
+    pub status: ExitStatus,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+}
+
+/// Run `cmd` with stdin closed, killing it after `timeout`; panics if it cannot start or
+/// times out. Output goes through temporary files, so a chatty command cannot block on a
+/// full pipe while it is being waited for.
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Finished {
+    let out = tempfile::tempfile().expect("stdout file");
+    let err = tempfile::tempfile().expect("stderr file");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("stdout file"))
+        .stderr(err.try_clone().expect("stderr file"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(POLL);
+    };
+    let read = |mut f: std::fs::File| {
+        use std::io::{Read, Seek};
+        let mut s = Vec::new();
+        f.rewind().and_then(|()| f.read_to_end(&mut s)).expect("read output");
+        String::from_utf8_lossy(&s).into_owned()
+    };
+    Finished {
+        status,
+        stdout: read(out),
+        stderr: read(err),
+    }
+}
+
+/// [`run_with_timeout`], panicking with the output unless the command succeeds; stdout.
+pub fn run_ok(cmd: &mut Command, timeout: Duration) -> String {
+    let f = run_with_timeout(cmd, timeout);
+    assert!(
+        f.status.success(),
+        "{cmd:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
+        f.status,
+        f.stdout,
+        f.stderr
+    );
+    f.stdout
 }
 
 /// A running dockerd.
@@ -31,14 +100,21 @@ pub struct Dockerd {
 impl Dockerd {
     /// Start dockerd and wait until the client reaches it.
     pub fn start() -> Dockerd {
-        // Short path: the socket path must fit in a sockaddr_un.
+        // Short path: the socket path must fit in a sockaddr_un (108 bytes), and $TMPDIR
+        // may be long.
         let dir = tempfile::Builder::new()
             .prefix("dk")
             .tempdir_in("/tmp")
             .expect("temp dir");
         let d = dir.path();
+        // An empty config of our own: the host's /etc/docker/daemon.json (mirrors, storage
+        // driver, insecure registries) must not change what the test sees.
+        std::fs::write(d.join("daemon.json"), "{}").expect("daemon.json");
+        std::fs::create_dir_all(d.join("client")).expect("client config dir");
         let child = crate::spawn_logged(
             Command::new("dockerd")
+                .arg("--config-file")
+                .arg(d.join("daemon.json"))
                 .args([
                     "--storage-driver=vfs",
                     "--iptables=false",
@@ -55,52 +131,91 @@ impl Dockerd {
                 .arg(d.join("p")),
             &d.join("dockerd.log"),
         );
-        let dk = Dockerd {
+        // Built before waiting: if dockerd never answers, the panic drops it and cleans up.
+        let mut dk = Dockerd {
             child: Some(child),
             dir,
         };
-        crate::wait_until(
-            "dockerd",
-            READY_TIMEOUT,
-            || crate::succeeds(dk.docker().arg("version")),
-            || dk.log_text(),
-        );
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = dk.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("dockerd exited early with {status}; log:\n{}", dk.log_text());
+            }
+            let probe = run_with_timeout(
+                dk.docker().args(["version", "--format", "{{.Server.Version}}"]),
+                READY_TIMEOUT,
+            );
+            if probe.status.success() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dockerd not ready after {READY_TIMEOUT:?}: {}\nlog:\n{}",
+                probe.stderr,
+                dk.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
         dk
     }
 
-    /// A docker client command bound to this daemon.
+    /// A docker client command bound to this daemon, isolated from the user's client
+    /// config (credential helpers, contexts) and from TLS settings meant for other daemons.
     pub fn docker(&self) -> Command {
         let mut c = Command::new(docker_client());
         c.env("DOCKER_HOST", format!("unix://{}", self.dir.path().join("s").display()))
             .env("DOCKER_CONFIG", self.dir.path().join("client"))
+            .env_remove("DOCKER_CONTEXT")
+            .env_remove("DOCKER_TLS_VERIFY")
+            .env_remove("DOCKER_CERT_PATH")
             .stdin(Stdio::null());
         c
     }
 
-    /// Run a docker command; stdout, or a panic with its output.
+    /// Run a docker command (bounded by [`COMMAND_TIMEOUT`]); stdout, or a panic with its
+    /// output and the daemon's log tail.
     pub fn run(&self, args: &[&str]) -> String {
-        crate::run(self.docker().args(args))
+        let f = run_with_timeout(self.docker().args(args), COMMAND_TIMEOUT);
+        assert!(
+            f.status.success(),
+            "docker {args:?} failed with {}\nstdout:\n{}\nstderr:\n{}\ndockerd log tail:\n{}",
+            f.status,
+            f.stdout,
+            f.stderr,
+            self.log_tail()
+        );
+        f.stdout
     }
 
     /// Run a docker command expected to fail; its stderr and stdout.
     pub fn run_failing(&self, args: &[&str]) -> String {
-        let out = self.docker().args(args).output().expect("run docker");
-        assert!(!out.status.success(), "docker {args:?} unexpectedly succeeded");
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        )
+        let f = run_with_timeout(self.docker().args(args), COMMAND_TIMEOUT);
+        assert!(
+            !f.status.success(),
+            "docker {args:?} unexpectedly succeeded:\n{}",
+            f.stdout
+        );
+        format!("{}{}", f.stderr, f.stdout)
     }
 
     /// What dockerd logged.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default()
     }
+
+    fn log_tail(&self) -> String {
+        const LINES: usize = 40;
+        let log = self.log_text();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(LINES)..].join("\n")
+    }
 }
 
 impl Drop for Dockerd {
     fn drop(&mut self) {
+        // dockerd stops its containers and its managed containerd on SIGTERM; `terminate`
+        // kills it after STOP_TIMEOUT. Then the netns mount it leaves behind
+        // (e/netns/default) goes, and TempDir removes the rest.
         if let Some(mut c) = self.child.take() {
             crate::terminate(&mut c, STOP_TIMEOUT);
         }

@@ -8,6 +8,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
 
 use pier_oci::media;
 use serde_json::{Value, json};
@@ -21,6 +23,8 @@ pub const EM_SW64: u16 = 0x9916;
 pub const GZIP_LEVEL: u32 = 6;
 /// Label on the SW64 image saying its binary is a stand-in.
 pub const SW64_STANDIN_LABEL: &str = "org.pier.test.sw64-standin";
+/// Its value (also a manifest annotation under the same key).
+pub const SW64_STANDIN_NOTE: &str = "minimal ELF header with EM_SW64; not a program: no SW64 compiler exists here";
 
 /// One platform of the test image.
 #[derive(Debug, Clone, Copy)]
@@ -87,35 +91,93 @@ pub const ARCHES: [Arch; 5] = [
 
 pub use crate::sha256;
 
+/// Flags every target is compiled with; part of the cache key, like the source and target.
+const ZIG_FLAGS: [&str; 3] = ["-static", "-O2", "-s"];
+/// How long one zig compile may take: the first per target also builds musl (about a
+/// minute each, several at once on two cores); later ones take under a second.
+pub const ZIG_TIMEOUT: Duration = Duration::from_secs(600);
+
 fn cache_dir() -> PathBuf {
-    let d = crate::workspace_root().join("target").join("e2e-cache");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::workspace_root().join("target"));
+    let d = target.join("e2e-cache");
     std::fs::create_dir_all(&d).expect("cache dir");
     d
 }
 
-/// The static hello binary for `arch` (cached by source, target and flags).
+/// Whether zig (`python3 -m ziglang`, from PyPI) works. When it does not: under `CI` this
+/// panics (a test that cannot run must not pass), elsewhere it says why the test is skipped.
+pub fn require_zig(test: &str) -> bool {
+    if !crate::require_tools(test, &["python3"]) {
+        return false;
+    }
+    let ok = crate::docker::run_with_timeout(
+        Command::new("python3").args(["-m", "ziglang", "version"]),
+        Duration::from_secs(60),
+    )
+    .status
+    .success();
+    if !ok {
+        let msg = format!("{test}: `python3 -m ziglang` does not run (scripts/test.sh installs ziglang)");
+        assert!(!crate::in_ci(), "{msg}");
+        eprintln!("SKIPPED {msg}");
+    }
+    ok
+}
+
+fn cached_path(target: &str, flags: &[&str]) -> PathBuf {
+    let key = sha256(format!("{HELLO_C}\0{target}\0{ZIG_FLAGS:?}\0{flags:?}").as_bytes());
+    cache_dir().join(format!("hello-{target}-{}", &key[7..19]))
+}
+
+fn compile(target: &str, flags: &[&str], out: &Path) {
+    // Parallel tests and other test binaries may compile the same thing: each compiles into
+    // its own temporary name and renames into place (atomic; identical bytes either way).
+    let work = tempfile::tempdir_in(cache_dir()).expect("work dir");
+    let src = work.path().join("hello.c");
+    std::fs::write(&src, HELLO_C).expect("write hello.c");
+    let tmp = work.path().join("hello");
+    crate::docker::run_ok(
+        Command::new("python3")
+            .args(["-m", "ziglang", "cc", "-target", target])
+            .args(ZIG_FLAGS)
+            .args(flags)
+            .arg("-o")
+            .arg(&tmp)
+            .arg(&src),
+        ZIG_TIMEOUT,
+    );
+    std::fs::rename(&tmp, out).expect("cache binary");
+}
+
+/// Compile (or find cached) the hello binaries of all `arches` at once: a cold zig cache
+/// costs about a minute per target, so they build in parallel. Tests in one binary that
+/// both need them wait for each other here instead of compiling the same thing twice.
+pub fn prepare_binaries(arches: &[Arch]) {
+    static BUILD: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    std::thread::scope(|s| {
+        for arch in arches {
+            if let Some((target, flags)) = arch.zig {
+                let out = cached_path(target, flags);
+                if !out.exists() {
+                    s.spawn(move || compile(target, flags, &out));
+                }
+            }
+        }
+    });
+}
+
+/// The static hello binary for `arch` (cached by source, target and flags); for SW64 the
+/// stand-in.
 pub fn hello_binary(arch: &Arch) -> Vec<u8> {
     let Some((target, flags)) = arch.zig else {
         return sw64_standin_elf();
     };
-    let key = sha256(format!("{HELLO_C}\0{target}\0{flags:?}").as_bytes());
-    let out = cache_dir().join(format!("hello-{target}-{}", &key[7..19]));
+    let out = cached_path(target, flags);
     if !out.exists() {
-        // Tests build in parallel: each compiles into its own temporary names and renames
-        // into place (rename is atomic; the last writer wins with identical bytes).
-        let work = tempfile::tempdir_in(cache_dir()).expect("work dir");
-        let src = work.path().join("hello.c");
-        std::fs::write(&src, HELLO_C).expect("write hello.c");
-        let tmp = work.path().join("hello");
-        crate::run(
-            Command::new("python3")
-                .args(["-m", "ziglang", "cc", "-target", target, "-static", "-O2"])
-                .args(flags)
-                .arg("-o")
-                .arg(&tmp)
-                .arg(&src),
-        );
-        std::fs::rename(&tmp, &out).expect("cache binary");
+        prepare_binaries(std::slice::from_ref(arch));
     }
     std::fs::read(&out).expect("read binary")
 }
@@ -208,13 +270,14 @@ fn descriptor(media_type: &str, blob: &Value) -> Value {
 pub fn build_layout(dir: &Path, tag: &str, arches: &[Arch]) -> Layout {
     std::fs::create_dir_all(dir.join("blobs/sha256")).expect("layout dir");
     std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("oci-layout");
+    prepare_binaries(arches);
     let mut entries = Vec::new();
     for arch in arches {
         let tar = tar_with("hello", &hello_binary(arch));
         let layer = put_blob(dir, &gzip(&tar));
         let mut labels = json!({ "org.opencontainers.image.title": "pier e2e hello" });
         if !arch.runnable() {
-            labels[SW64_STANDIN_LABEL] = json!("minimal ELF header with EM_SW64; no SW64 compiler exists here");
+            labels[SW64_STANDIN_LABEL] = json!(SW64_STANDIN_NOTE);
         }
         let mut config = json!({
             "architecture": arch.architecture,
@@ -228,12 +291,16 @@ pub fn build_layout(dir: &Path, tag: &str, arches: &[Arch]) -> Layout {
             config["variant"] = json!(v);
         }
         let config = put_blob(dir, &serde_json::to_vec(&config).expect("config"));
-        let manifest = json!({
+        let mut manifest = json!({
             "schemaVersion": 2,
             "mediaType": media::OCI_MANIFEST,
             "config": descriptor(media::OCI_CONFIG, &config),
             "layers": [descriptor(media::OCI_LAYER_GZIP, &layer)],
         });
+        if !arch.runnable() {
+            // Also on the manifest, so registry-side tools see it without the config.
+            manifest["annotations"] = json!({ SW64_STANDIN_LABEL: SW64_STANDIN_NOTE });
+        }
         let manifest = put_blob(dir, &serde_json::to_vec(&manifest).expect("manifest"));
         let mut platform = json!({ "architecture": arch.architecture, "os": "linux" });
         if let Some(v) = arch.variant {

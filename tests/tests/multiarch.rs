@@ -2,43 +2,64 @@
 //! containerd pull and run each emulatable platform, skopeo copies it back out unchanged.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use pier_e2e::containerd::Containerd;
-use pier_e2e::docker::Dockerd;
+use pier_e2e::docker::{Dockerd, run_ok};
 use pier_e2e::images::{self, ARCHES};
-use pier_e2e::{Pier, require_tools, run};
+use pier_e2e::{Pier, http_client, require_tools};
 use serde_json::Value;
 
 const REPO: &str = "fleet/hello";
 const TAG: &str = "v1";
+/// How long one skopeo copy or inspect may take (a few MB over loopback).
+const SKOPEO_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long one `ctr` command may take.
+const CTR_TIMEOUT: Duration = Duration::from_secs(180);
+/// Per-request limit for the test's own HTTP checks against pier.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Pushed {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     pier: Pier,
     layout: images::Layout,
+}
+
+/// skopeo with a policy of our own (accept anything: the images are ours and unsigned), so
+/// the host's /etc/containers/policy.json cannot make the test pass or fail.
+fn skopeo(dir: &Path) -> Command {
+    let policy = dir.join("policy.json");
+    if !policy.exists() {
+        std::fs::write(&policy, r#"{"default":[{"type":"insecureAcceptAnything"}]}"#).unwrap();
+    }
+    let mut c = Command::new("skopeo");
+    c.arg("--policy").arg(policy);
+    c
 }
 
 fn push_layout() -> Pushed {
     let dir = tempfile::tempdir().unwrap();
     let pier = Pier::start(&dir.path().join("data"));
     let layout = images::build_layout(&dir.path().join("layout"), TAG, &ARCHES);
-    run(Command::new("skopeo").args([
-        "copy",
-        "--all",
-        "--dest-tls-verify=false",
-        &format!("oci:{}:{TAG}", layout.dir.display()),
-        &format!("docker://{}/{REPO}:{TAG}", pier.host()),
-    ]));
-    Pushed {
-        _dir: dir,
-        pier,
-        layout,
-    }
+    // --preserve-digests: skopeo must fail rather than quietly rewrite a manifest.
+    run_ok(
+        skopeo(dir.path()).args([
+            "copy",
+            "--all",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:{TAG}", layout.dir.display()),
+            &format!("docker://{}/{REPO}:{TAG}", pier.host()),
+        ]),
+        SKOPEO_TIMEOUT,
+    );
+    Pushed { dir, pier, layout }
 }
 
 fn get(pier: &Pier, path: &str, accept: &str) -> reqwest::blocking::Response {
-    let r = reqwest::blocking::Client::new()
+    let r = http_client(HTTP_TIMEOUT)
         .get(format!("{}{path}", pier.url()))
         .header("accept", accept)
         .send()
@@ -49,10 +70,17 @@ fn get(pier: &Pier, path: &str, accept: &str) -> reqwest::blocking::Response {
 
 #[test]
 fn skopeo_docker_five_platforms_round_trip() {
-    if !require_tools("multiarch", &["skopeo", "dockerd", "docker", "python3"]) {
+    const TEST: &str = "skopeo_docker_five_platforms_round_trip";
+    if !require_tools(TEST, &["skopeo", "dockerd", "docker"]) || !images::require_zig(TEST) {
         return;
     }
-    let Pushed { _dir, pier, layout } = push_layout();
+    let Pushed { dir, pier, layout } = push_layout();
+    // Fixed owners, modes, mtimes and gzip settings: a second build is the same index.
+    let again = images::build_layout(&dir.path().join("layout-again"), TAG, &ARCHES);
+    assert_eq!(
+        again.index_digest, layout.index_digest,
+        "layout build is not deterministic"
+    );
 
     // pier serves the index as pushed, with the canonical platforms.
     let r = get(
@@ -61,7 +89,11 @@ fn skopeo_docker_five_platforms_round_trip() {
         pier_oci::media::OCI_INDEX,
     );
     assert_eq!(r.headers()["docker-content-digest"], layout.index_digest.as_str());
-    let index: Value = r.json().unwrap();
+    assert_eq!(r.headers()["content-type"], pier_oci::media::OCI_INDEX);
+    let served = r.bytes().unwrap();
+    let pushed = std::fs::read(layout.dir.join("blobs/sha256").join(&layout.index_digest[7..])).unwrap();
+    assert!(served[..] == pushed[..], "index bytes changed on the way through pier");
+    let index: Value = serde_json::from_slice(&served).unwrap();
     let platforms: Vec<String> = index["manifests"]
         .as_array()
         .unwrap()
@@ -90,15 +122,28 @@ fn skopeo_docker_five_platforms_round_trip() {
     );
 
     // docker pulls and runs each emulatable platform (20.10 keeps one platform per tag, so
-    // run right after each pull).
+    // run right after each pull; `--pull never` makes sure the run uses exactly that pull).
     let dk = Dockerd::start();
     let image = format!("{}/{REPO}:{TAG}", pier.host());
     for arch in ARCHES.iter().filter(|a| a.runnable()) {
         let p = arch.platform();
         dk.run(&["pull", "--platform", &p, &image]);
-        let out = dk.run(&["run", "--rm", "--network", "none", "--platform", &p, &image]);
+        let got = dk.run(&["image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", &image]);
+        assert_eq!(got.trim(), format!("linux/{}", arch.architecture), "{p}");
+        let out = dk.run(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--pull",
+            "never",
+            "--platform",
+            &p,
+            &image,
+        ]);
         assert_eq!(out.trim(), arch.uname, "{p}");
     }
+    drop(dk);
 
     // The SW64 image: right config, and its file has the SW64 ELF machine.
     let sw64 = index["manifests"]
@@ -125,7 +170,14 @@ fn skopeo_docker_five_platforms_round_trip() {
         (config["architecture"].as_str(), config["os"].as_str()),
         (Some("sw64"), Some("linux"))
     );
-    assert!(config["config"]["Labels"][images::SW64_STANDIN_LABEL].is_string());
+    assert_eq!(
+        config["config"]["Labels"][images::SW64_STANDIN_LABEL],
+        images::SW64_STANDIN_NOTE
+    );
+    assert_eq!(
+        manifest["annotations"][images::SW64_STANDIN_LABEL],
+        images::SW64_STANDIN_NOTE
+    );
     let layer = get(
         &pier,
         &format!("/v2/{REPO}/blobs/{}", manifest["layers"][0]["digest"].as_str().unwrap()),
@@ -133,51 +185,75 @@ fn skopeo_docker_five_platforms_round_trip() {
     )
     .bytes()
     .unwrap();
+    assert_eq!(
+        images::sha256(&layer),
+        manifest["layers"][0]["digest"].as_str().unwrap()
+    );
     let hello = images::file_from_layer(&layer, "hello").expect("hello in the sw64 layer");
     assert_eq!(images::elf_machine(&hello), Some(images::EM_SW64));
 
     // skopeo copies it back out byte for byte: same index digest, same blobs.
-    let out = tempfile::tempdir().unwrap();
-    run(Command::new("skopeo").args([
-        "copy",
-        "--all",
-        "--src-tls-verify=false",
-        &format!("docker://{image}"),
-        &format!("oci:{}:{TAG}", out.path().display()),
-    ]));
-    assert_eq!(images::layout_tag_digest(out.path(), TAG), layout.index_digest);
+    let out = dir.path().join("out");
+    run_ok(
+        skopeo(dir.path()).args([
+            "copy",
+            "--all",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            &format!("docker://{image}"),
+            &format!("oci:{}:{TAG}", out.display()),
+        ]),
+        SKOPEO_TIMEOUT,
+    );
+    assert_eq!(images::layout_tag_digest(&out, TAG), layout.index_digest);
     let want: BTreeSet<String> = images::layout_blobs(&layout.dir);
-    assert_eq!(images::layout_blobs(out.path()), want);
-    let raw =
-        run(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{image}")]));
+    assert_eq!(images::layout_blobs(&out), want);
+    for blob in &want {
+        let file = out.join("blobs/sha256").join(&blob[7..]);
+        assert_eq!(&pier_e2e::sha256_file(&file), blob, "{}", file.display());
+    }
+    let raw = run_ok(
+        skopeo(dir.path()).args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{image}")]),
+        SKOPEO_TIMEOUT,
+    );
     assert_eq!(images::sha256(raw.as_bytes()), layout.index_digest);
 }
 
 #[test]
 fn containerd_pulls_every_platform_and_runs_four() {
-    if !require_tools("containerd", &["skopeo", "containerd", "ctr", "runc", "python3"]) {
+    const TEST: &str = "containerd_pulls_every_platform_and_runs_four";
+    if !require_tools(TEST, &["skopeo", "containerd", "ctr", "runc"]) || !images::require_zig(TEST) {
         return;
     }
-    let Pushed { _dir, pier, layout } = push_layout();
+    let Pushed {
+        dir: _dir,
+        pier,
+        layout,
+    } = push_layout();
     let ctd = Containerd::start();
     let image = format!("{}/{REPO}:{TAG}", pier.host());
-    run(ctd.ctr().args([
-        "images",
-        "pull",
-        "--plain-http",
-        "--all-platforms",
-        "--snapshotter",
-        "native",
-        &image,
-    ]));
-    let listed = run(ctd.ctr().args(["images", "ls"]));
+    run_ok(
+        ctd.ctr().args([
+            "images",
+            "pull",
+            "--plain-http",
+            "--all-platforms",
+            "--snapshotter",
+            "native",
+            &image,
+        ]),
+        CTR_TIMEOUT,
+    );
+    let listed = run_ok(ctd.ctr().args(["images", "ls"]), CTR_TIMEOUT);
     assert!(listed.contains(&layout.index_digest), "{listed}");
     for arch in ARCHES.iter().filter(|a| a.runnable()) {
         let p = arch.platform();
         let id = format!("hello-{}", arch.architecture);
-        let out = run(ctd
-            .ctr()
-            .args(["run", "--rm", "--snapshotter", "native", "--platform", &p, &image, &id]));
+        let out = run_ok(
+            ctd.ctr()
+                .args(["run", "--rm", "--snapshotter", "native", "--platform", &p, &image, &id]),
+            CTR_TIMEOUT,
+        );
         assert_eq!(out.trim(), arch.uname, "{p}");
     }
 }
