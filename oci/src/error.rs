@@ -47,6 +47,9 @@ error_table! {
     Unauthorized => "UNAUTHORIZED", UNAUTHORIZED, "authentication required";
     Denied => "DENIED", FORBIDDEN, "requested access to the resource is denied";
     Unsupported => "UNSUPPORTED", METHOD_NOT_ALLOWED, "the operation is unsupported";
+    BadRequest => "BAD_REQUEST", BAD_REQUEST, "the request is malformed";
+    NotFound => "NOT_FOUND", NOT_FOUND, "no such resource";
+    Conflict => "CONFLICT", CONFLICT, "the request conflicts with the current state";
     TooManyRequests => "TOOMANYREQUESTS", TOO_MANY_REQUESTS, "too many requests";
     InsufficientStorage => "INSUFFICIENT_STORAGE", INSUFFICIENT_STORAGE, "the registry has no space left to store this content";
     Unavailable => "UNAVAILABLE", SERVICE_UNAVAILABLE, "the registry is not available right now";

@@ -23,5 +23,5 @@ mod platform;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error::{ErrorCode, OciError};
-pub use name::{NameError, Reference, RepoName, Tag};
+pub use name::{NameError, Reference, RepoName, Tag, is_path_component};
 pub use platform::{Platform, PlatformError};

@@ -35,10 +35,18 @@ impl RepoName {
         &self.0
     }
 
-    /// The first path segment (the project, in pier's access model).
-    pub fn first_segment(&self) -> &str {
-        self.0.split('/').next().unwrap_or(&self.0)
+    /// The project a repository belongs to: its first segment, when it has more than one
+    /// (a one-segment name belongs to no project).
+    pub fn project(&self) -> Option<&str> {
+        self.0.split_once('/').map(|(p, _)| p)
     }
+}
+
+/// Whether `c` is one path component, `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`, of at most
+/// [`MAX_NAME_LEN`] bytes: the grammar of repository segments, which pier also uses for
+/// project and robot names so that they can appear inside repository and account names.
+pub fn is_path_component(c: &str) -> bool {
+    c.len() <= MAX_NAME_LEN && valid_component(c)
 }
 
 /// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
@@ -183,7 +191,10 @@ mod tests {
             assert!(bad.parse::<RepoName>().is_err(), "{bad}");
         }
         assert!("a".repeat(MAX_NAME_LEN + 1).parse::<RepoName>().is_err());
-        assert_eq!("team/app".parse::<RepoName>().unwrap().first_segment(), "team");
+        assert_eq!("team/app/x".parse::<RepoName>().unwrap().project(), Some("team"));
+        assert_eq!("alpine".parse::<RepoName>().unwrap().project(), None);
+        assert!(is_path_component("ci-2") && !is_path_component("a/b") && !is_path_component("Ab"));
+        assert!(!is_path_component(&"a".repeat(MAX_NAME_LEN + 1)));
     }
 
     #[test]

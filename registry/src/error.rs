@@ -4,6 +4,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use pier_oci::{ErrorCode, NameError, OciError};
 
+use crate::auth::AuthError;
 use crate::manifest::ManifestError;
 use crate::storage::{BlobError, MetaError};
 
@@ -107,6 +108,27 @@ impl From<ManifestError> for ApiError {
         ApiError::code(ErrorCode::ManifestInvalid)
             .message(e.to_string())
             .status(status)
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let message = e.to_string();
+        match e {
+            AuthError::Unauthenticated { challenge, .. } => ApiError::code(ErrorCode::Unauthorized)
+                .message(message)
+                .header(header::WWW_AUTHENTICATE, challenge),
+            AuthError::Denied(_) => ApiError::code(ErrorCode::Denied).message(message),
+            AuthError::Throttled { retry_after } => ApiError::code(ErrorCode::TooManyRequests)
+                .message(message)
+                .header(header::RETRY_AFTER, retry_after.to_string()),
+            AuthError::BadRequest(_) => ApiError::code(ErrorCode::BadRequest).message(message),
+            AuthError::InvalidName(_) => ApiError::code(ErrorCode::NameInvalid).message(message),
+            AuthError::NotFound(_) => ApiError::code(ErrorCode::NotFound).message(message),
+            AuthError::Conflict(_) => ApiError::code(ErrorCode::Conflict).message(message),
+            AuthError::Store(e) => e.into(),
+            AuthError::Internal(cause) => ApiError::internal(ErrorCode::Unknown, cause),
+        }
     }
 }
 

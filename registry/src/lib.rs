@@ -6,13 +6,15 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let registry = pier_registry::Registry::open(std::path::Path::new("./pier-data"))?;
+//! let config = pier_registry::AuthConfig::default();
+//! let registry = pier_registry::Registry::open(std::path::Path::new("./pier-data"), config).await?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:5000").await?;
 //! pier_registry::serve(listener, registry, std::future::pending()).await?;
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs)]
 
+pub mod auth;
 mod error;
 pub mod limits;
 mod log;
@@ -28,6 +30,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{any, get};
 
+pub use auth::{Auth, AuthConfig};
 pub use error::ApiError;
 use routes::App;
 use storage::{BlobStore, FsBlobStore, MetaError, MetaStore, SledMetaStore};
@@ -43,6 +46,15 @@ pub enum OpenError {
         /// Why.
         #[source]
         source: io::Error,
+    },
+    /// Access control (signing key, first-start setup).
+    #[error("cannot set up access control in {path}: {source}")]
+    Auth {
+        /// Where.
+        path: String,
+        /// Why.
+        #[source]
+        source: auth::AuthOpenError,
     },
     /// The metadata store.
     #[error("cannot open the metadata store in {path}: {source}")]
@@ -62,8 +74,9 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// The embedded default: `DATA/blobs`, `DATA/uploads` and `DATA/meta` (sled).
-    pub fn open(data_dir: &Path) -> Result<Registry, OpenError> {
+    /// The embedded default: `DATA/blobs`, `DATA/uploads`, `DATA/meta` (sled: registry
+    /// metadata, users, projects, robots, audit log) and the token signing key.
+    pub async fn open(data_dir: &Path, auth: AuthConfig) -> Result<Registry, OpenError> {
         let blobs = FsBlobStore::open(data_dir).map_err(|source| OpenError::Blobs {
             path: data_dir.display().to_string(),
             source,
@@ -73,29 +86,49 @@ impl Registry {
             path: meta_dir.display().to_string(),
             source,
         })?;
-        Ok(Registry::with_stores(Arc::new(blobs), Arc::new(meta)))
+        let access = meta.access_store().map_err(|source| OpenError::Meta {
+            path: meta_dir.display().to_string(),
+            source,
+        })?;
+        let access = Arc::new(access);
+        let auth = Auth::open(data_dir, access.clone(), access, auth)
+            .await
+            .map_err(|source| OpenError::Auth {
+                path: data_dir.display().to_string(),
+                source,
+            })?;
+        Ok(Registry::with_stores(Arc::new(blobs), Arc::new(meta), Arc::new(auth)))
     }
 
-    /// A registry over any pair of stores.
-    pub fn with_stores(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetaStore>) -> Registry {
+    /// A registry over any stores.
+    pub fn with_stores(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetaStore>, auth: Arc<Auth>) -> Registry {
         Registry {
-            app: App { blobs, meta },
+            app: App { blobs, meta, auth },
         }
     }
 
-    /// The HTTP API: `/v2/…` and `/healthz`, with the request log.
+    /// Access control.
+    pub fn auth(&self) -> &Auth {
+        &self.app.auth
+    }
+
+    /// The HTTP API: `/v2/…`, `/service/token`, `/api/v1/…` and `/healthz`, with the
+    /// request log.
     pub fn router(&self) -> Router {
         Router::new()
             .route("/healthz", get(|| async { "ok" }))
             .route("/v2", any(routes::dispatch))
             .route("/v2/", any(routes::dispatch))
             .route("/v2/{*rest}", any(routes::dispatch))
+            .route("/service/token", get(routes::token::get).post(routes::token::post))
+            .nest("/api/v1", routes::api::router())
             .with_state(self.app.clone())
             .layer(axum::middleware::from_fn(log::access_log))
     }
 
-    /// Make all metadata durable.
+    /// Make all metadata and queued audit events durable.
     pub async fn flush(&self) -> Result<(), MetaError> {
+        self.app.auth.audit().sync().await;
         self.app.meta.flush().await
     }
 }
@@ -108,7 +141,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, registry.router()).with_graceful_shutdown(async {
+    // Connection info gives handlers the client address for the audit log and throttling.
+    let app = registry
+        .router()
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async {
         let _ = stop_rx.await;
     });
     let mut server = tokio::spawn(async move { server.await });

@@ -1,5 +1,7 @@
 //! Every limit and tuning constant of the registry, in one place.
 
+use std::time::Duration;
+
 /// Largest manifest accepted (distribution's and Harbor's cap): bigger ones answer 413.
 pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
 /// Largest page of tags or repositories one request returns, whatever `n` asks for.
@@ -19,9 +21,54 @@ pub const WRITEBACK_EVERY: u64 = 64 * 1024 * 1024;
 /// sled page-cache budget. Manifests are small; the cache only needs the hot set.
 pub const META_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 /// How long a graceful shutdown waits for in-flight requests before giving up on them.
-pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Most of a refused chunk's body read (and discarded) before answering, so the client sees
 /// the error rather than a reset connection; beyond this the connection is simply closed.
 pub const DRAIN_LIMIT: usize = 8 * 1024 * 1024;
 /// Longest time spent draining a refused body.
-pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default lifetime of a token from `/service/token`. Short: clients fetch a new one on the
+/// next 401, and a revoked membership stops a token's holder within this time at most
+/// (permissions are also re-checked live on every request).
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(300);
+/// Clock skew tolerated when checking a token's times.
+pub const TOKEN_LEEWAY_SECS: u64 = 5;
+/// Most scopes one token request may ask for.
+pub const MAX_SCOPES: usize = 32;
+/// A checked password is remembered this long, so clients that send Basic credentials on
+/// every request (as Harbor allows) do not pay an argon2 hash each time.
+pub const LOGIN_CACHE_TTL: Duration = Duration::from_secs(60);
+/// Most remembered logins.
+pub const LOGIN_CACHE_MAX: usize = 4096;
+/// Most argon2 hashes computed at once (each takes ~19 MiB and tens of milliseconds).
+pub const MAX_CONCURRENT_HASHES: usize = 4;
+/// Failed logins for one user from one address within [`FAILED_LOGIN_WINDOW`] before
+/// that pair is locked out.
+pub const MAX_FAILED_LOGINS: u32 = 5;
+/// The window in which failures count.
+pub const FAILED_LOGIN_WINDOW: Duration = Duration::from_secs(300);
+/// The first lockout; each further one doubles, up to [`LOCKOUT_MAX`].
+pub const LOCKOUT_BASE: Duration = Duration::from_secs(30);
+/// The longest lockout.
+pub const LOCKOUT_MAX: Duration = Duration::from_secs(900);
+/// Most user/address pairs tracked by the brute-force throttle.
+pub const THROTTLE_MAX_ENTRIES: usize = 10_000;
+/// Shortest password accepted for a user.
+pub const MIN_PASSWORD_LEN: usize = 8;
+/// Largest JSON body of a management API request.
+pub const MAX_API_BODY: usize = 64 * 1024;
+/// Audit events waiting to be written before recording ones wait.
+pub const AUDIT_QUEUE: usize = 16 * 1024;
+/// Most audit events written in one batch.
+pub const AUDIT_BATCH: usize = 512;
+/// Most audit entries one query scans (it returns a cursor to go on from).
+pub const AUDIT_SCAN_LIMIT: usize = 200_000;
+/// Largest audit page.
+pub const AUDIT_PAGE_MAX: usize = 1000;
+/// Default audit page.
+pub const AUDIT_PAGE_DEFAULT: usize = 100;
+/// How often events past the retention are dropped.
+pub const AUDIT_PURGE_EVERY: Duration = Duration::from_secs(3600);
+/// Default audit retention in days (0 keeps everything).
+pub const DEFAULT_AUDIT_RETENTION_DAYS: u64 = 180;

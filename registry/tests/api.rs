@@ -1,6 +1,6 @@
 //! In-process tests of the HTTP API: every endpoint and every error code the registry
-//! answers on its own (auth codes come with access control; a full disk is tested for real
-//! in the end-to-end suite).
+//! answers on its own (access control has its own file, `auth.rs`; a full disk is tested
+//! for real in the end-to-end suite).
 
 use std::collections::BTreeSet;
 
@@ -45,21 +45,79 @@ impl Resp {
     }
 }
 
+/// The admin password of every test registry.
+const ADMIN_PASSWORD: &str = "api-test-password";
+
+fn basic(user: &str, secret: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"))
+    )
+}
+
 impl Reg {
-    fn new() -> Reg {
-        let dir = tempfile::tempdir().unwrap();
-        let registry = pier_registry::Registry::open(dir.path()).unwrap();
-        Reg {
+    async fn new() -> Reg {
+        Reg::open(tempfile::tempdir().unwrap()).await
+    }
+
+    /// A registry over `dir` with project `t`, where these tests keep their repositories
+    /// (access control is tested in `auth.rs`; here every request is the admin's).
+    async fn open(dir: tempfile::TempDir) -> Reg {
+        let config = pier_registry::AuthConfig {
+            admin_password: Some(ADMIN_PASSWORD.into()),
+            ..Default::default()
+        };
+        let registry = pier_registry::Registry::open(dir.path(), config).await.unwrap();
+        let r = Reg {
             router: registry.router(),
             registry,
             dir,
-        }
+        };
+        let p = r
+            .req(Method::POST, "/api/v1/projects", &[], Body::from(r#"{"name":"t"}"#))
+            .await;
+        assert!(
+            p.status == StatusCode::CREATED || p.status == StatusCode::CONFLICT,
+            "{:?}",
+            p.body
+        );
+        r
     }
 
+    /// Close this registry and open another over the same directory.
+    async fn restart(self) -> Reg {
+        let Reg { router, registry, dir } = self;
+        drop((router, registry));
+        // The audit writer task lets go of the database once it sees its queue closed.
+        for _ in 0..100 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            let config = pier_registry::AuthConfig {
+                admin_password: Some(ADMIN_PASSWORD.into()),
+                ..Default::default()
+            };
+            if let Ok(registry) = pier_registry::Registry::open(dir.path(), config).await {
+                return Reg {
+                    router: registry.router(),
+                    registry,
+                    dir,
+                };
+            }
+        }
+        panic!("the registry could not be reopened");
+    }
+
+    /// A request as the admin, unless `headers` has an `Authorization` (an empty one sends
+    /// none).
     async fn req(&self, method: Method, uri: &str, headers: &[(&str, &str)], body: impl Into<Body>) -> Resp {
         let mut r = Request::builder().method(method).uri(uri);
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization")) {
+            r = r.header("authorization", basic("admin", ADMIN_PASSWORD));
+        }
         for (k, v) in headers {
-            r = r.header(*k, *v);
+            if !v.is_empty() {
+                r = r.header(*k, *v);
+            }
         }
         let resp = self.router.clone().oneshot(r.body(body.into()).unwrap()).await.unwrap();
         let status = resp.status();
@@ -78,7 +136,7 @@ impl Reg {
         let r = self
             .req(
                 Method::POST,
-                &format!("/v2/{repo}/blobs/uploads/?digest={d}"),
+                &format!("/v2/t/{repo}/blobs/uploads/?digest={d}"),
                 &[("content-type", "application/octet-stream")],
                 data.to_vec(),
             )
@@ -90,7 +148,7 @@ impl Reg {
     async fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> Resp {
         self.req(
             Method::PUT,
-            &format!("/v2/{repo}/manifests/{reference}"),
+            &format!("/v2/t/{repo}/manifests/{reference}"),
             &[("content-type", media_type)],
             body.to_vec(),
         )
@@ -146,7 +204,7 @@ fn blob_file_count(dir: &std::path::Path) -> usize {
 
 #[tokio::test]
 async fn base_endpoint_and_health() {
-    let r = Reg::new();
+    let r = Reg::new().await;
     let resp = r.get("/v2/").await;
     assert_eq!(resp.status, StatusCode::OK);
     assert_eq!(resp.header("docker-distribution-api-version"), "registry/2.0");
@@ -157,23 +215,23 @@ async fn base_endpoint_and_health() {
 
 #[tokio::test]
 async fn monolithic_blob_get_head_range_delete() {
-    let r = Reg::new();
+    let r = Reg::new().await;
     let data = b"0123456789abcdef";
     let d = r.push_blob("team/app/api", data).await;
 
     let head = r
-        .req(Method::HEAD, &format!("/v2/team/app/api/blobs/{d}"), &[], Body::empty())
+        .req(Method::HEAD, &format!("/v2/t/team/app/api/blobs/{d}"), &[], Body::empty())
         .await;
     assert_eq!(head.status, StatusCode::OK);
     assert_eq!(head.header("content-length"), "16");
     assert_eq!(head.header("docker-content-digest"), d.to_string());
     assert!(head.body.is_empty());
 
-    let get = r.get(&format!("/v2/team/app/api/blobs/{d}")).await;
+    let get = r.get(&format!("/v2/t/team/app/api/blobs/{d}")).await;
     assert_eq!(get.status, StatusCode::OK);
     assert_eq!(&get.body[..], data);
 
-    let uri = format!("/v2/team/app/api/blobs/{d}");
+    let uri = format!("/v2/t/team/app/api/blobs/{d}");
     let part = r.req(Method::GET, &uri, &[("range", "bytes=4-7")], Body::empty()).await;
     assert_eq!(part.status, StatusCode::PARTIAL_CONTENT);
     assert_eq!(&part.body[..], b"4567");
@@ -190,7 +248,7 @@ async fn monolithic_blob_get_head_range_delete() {
     assert_eq!(bad.header("content-range"), "bytes */16");
 
     // Visible only in the repository it was pushed to.
-    assert_eq!(r.get(&format!("/v2/other/blobs/{d}")).await.code(), "BLOB_UNKNOWN");
+    assert_eq!(r.get(&format!("/v2/t/other/blobs/{d}")).await.code(), "BLOB_UNKNOWN");
 
     let del = r.req(Method::DELETE, &uri, &[], Body::empty()).await;
     assert_eq!(del.status, StatusCode::ACCEPTED);
@@ -205,12 +263,12 @@ async fn monolithic_blob_get_head_range_delete() {
 
 #[tokio::test]
 async fn wrong_digest_stores_nothing() {
-    let r = Reg::new();
+    let r = Reg::new().await;
     let claimed = Digest::sha256_of(b"what I claim");
     let resp = r
         .req(
             Method::POST,
-            &format!("/v2/a/blobs/uploads/?digest={claimed}"),
+            &format!("/v2/t/a/blobs/uploads/?digest={claimed}"),
             &[],
             b"what I send".to_vec(),
         )
@@ -218,7 +276,7 @@ async fn wrong_digest_stores_nothing() {
     assert_eq!(resp.status, StatusCode::BAD_REQUEST);
     assert_eq!(resp.code(), "DIGEST_INVALID");
     assert_eq!(
-        r.get(&format!("/v2/a/blobs/{claimed}")).await.status,
+        r.get(&format!("/v2/t/a/blobs/{claimed}")).await.status,
         StatusCode::NOT_FOUND
     );
     assert_eq!(blob_file_count(r.dir.path()), 0);
@@ -229,18 +287,18 @@ async fn wrong_digest_stores_nothing() {
         let resp = r
             .req(
                 Method::POST,
-                &format!("/v2/a/blobs/uploads/?digest={d}"),
+                &format!("/v2/t/a/blobs/uploads/?digest={d}"),
                 &[],
                 b"x".to_vec(),
             )
             .await;
         assert_eq!(resp.code(), "DIGEST_INVALID", "{d}");
-        assert_eq!(r.get(&format!("/v2/a/blobs/{d}")).await.code(), "DIGEST_INVALID", "{d}");
+        assert_eq!(r.get(&format!("/v2/t/a/blobs/{d}")).await.code(), "DIGEST_INVALID", "{d}");
     }
     let alg = r
         .req(
             Method::POST,
-            "/v2/a/blobs/uploads/?digest-algorithm=md5",
+            "/v2/t/a/blobs/uploads/?digest-algorithm=md5",
             &[],
             Body::empty(),
         )
@@ -250,13 +308,13 @@ async fn wrong_digest_stores_nothing() {
 
 #[tokio::test]
 async fn chunked_upload_with_status_out_of_order_and_cancel() {
-    let r = Reg::new();
+    let r = Reg::new().await;
     let start = r
-        .req(Method::POST, "/v2/team/app/blobs/uploads/", &[], Body::empty())
+        .req(Method::POST, "/v2/t/team/app/blobs/uploads/", &[], Body::empty())
         .await;
     assert_eq!(start.status, StatusCode::ACCEPTED);
     let loc = start.header("location").to_owned();
-    assert!(loc.starts_with("/v2/team/app/blobs/uploads/"), "{loc}");
+    assert!(loc.starts_with("/v2/t/team/app/blobs/uploads/"), "{loc}");
     assert_eq!(start.header("range"), "0-0");
     assert!(!start.header("docker-upload-uuid").is_empty());
 
@@ -314,10 +372,10 @@ async fn chunked_upload_with_status_out_of_order_and_cancel() {
         .req(Method::PUT, &format!("{loc}?digest={d}"), &[], b"!".to_vec())
         .await;
     assert_eq!(fin.status, StatusCode::CREATED, "{:?}", fin.body);
-    assert_eq!(fin.header("location"), format!("/v2/team/app/blobs/{d}"));
+    assert_eq!(fin.header("location"), format!("/v2/t/team/app/blobs/{d}"));
     assert_eq!(fin.header("docker-content-digest"), d.to_string());
     assert_eq!(
-        &r.get(&format!("/v2/team/app/blobs/{d}")).await.body[..],
+        &r.get(&format!("/v2/t/team/app/blobs/{d}")).await.body[..],
         b"hello world!"
     );
     // The session is spent.
@@ -325,7 +383,7 @@ async fn chunked_upload_with_status_out_of_order_and_cancel() {
 
     // Cancel.
     let start = r
-        .req(Method::POST, "/v2/team/app/blobs/uploads/", &[], Body::empty())
+        .req(Method::POST, "/v2/t/team/app/blobs/uploads/", &[], Body::empty())
         .await;
     let loc = start.header("location").to_owned();
     assert_eq!(
@@ -341,9 +399,9 @@ async fn chunked_upload_with_status_out_of_order_and_cancel() {
 
 #[tokio::test]
 async fn unknown_and_foreign_upload_sessions() {
-    let r = Reg::new();
+    let r = Reg::new().await;
     for id in ["not-a-uuid", "6f1c1f2e-8a1b-4a5b-9d4e-2d0b8f1e1a11"] {
-        let loc = format!("/v2/a/blobs/uploads/{id}");
+        let loc = format!("/v2/t/a/blobs/uploads/{id}");
         assert_eq!(r.get(&loc).await.code(), "BLOB_UPLOAD_UNKNOWN");
         let patch = r.req(Method::PATCH, &loc, &[], b"x".to_vec()).await;
         assert_eq!(patch.status, StatusCode::NOT_FOUND);
@@ -357,10 +415,10 @@ async fn unknown_and_foreign_upload_sessions() {
         );
     }
     // A session belongs to the repository it was opened in.
-    let start = r.req(Method::POST, "/v2/a/blobs/uploads/", &[], Body::empty()).await;
+    let start = r.req(Method::POST, "/v2/t/a/blobs/uploads/", &[], Body::empty()).await;
     let id = start.header("docker-upload-uuid").to_owned();
     assert_eq!(
-        r.get(&format!("/v2/b/blobs/uploads/{id}")).await.code(),
+        r.get(&format!("/v2/t/b/blobs/uploads/{id}")).await.code(),
         "BLOB_UPLOAD_UNKNOWN"
     );
 }
@@ -368,29 +426,13 @@ async fn unknown_and_foreign_upload_sessions() {
 #[tokio::test]
 async fn upload_sessions_survive_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let loc = {
-        let registry = pier_registry::Registry::open(dir.path()).unwrap();
-        let router = registry.router();
-        let resp = router
-            .clone()
-            .oneshot(Request::post("/v2/a/blobs/uploads/").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        let loc = resp.headers()["location"].to_str().unwrap().to_owned();
-        let resp = router
-            .oneshot(Request::patch(&loc).body(Body::from("first ")).unwrap())
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::ACCEPTED);
-        registry.flush().await.unwrap();
-        loc
-    };
-    let registry = pier_registry::Registry::open(dir.path()).unwrap();
-    let r = Reg {
-        router: registry.router(),
-        registry,
-        dir,
-    };
+    let first = Reg::open(dir).await;
+    let resp = first.req(Method::POST, "/v2/t/a/blobs/uploads/", &[], Body::empty()).await;
+    let loc = resp.header("location").to_owned();
+    let resp = first.req(Method::PATCH, &loc, &[], Body::from("first ")).await;
+    assert_eq!(resp.status, StatusCode::ACCEPTED);
+    first.registry.flush().await.unwrap();
+    let r = first.restart().await;
     assert_eq!(r.get(&loc).await.header("range"), "0-5");
     let d = Digest::sha256_of(b"first second");
     let fin = r
@@ -402,55 +444,55 @@ async fn upload_sessions_survive_restart() {
 
 #[tokio::test]
 async fn cross_repository_mount() {
-    let r = Reg::new();
+    let r = Reg::new().await;
     let d = r.push_blob("src/repo", b"shared layer").await;
     let mounted = r
         .req(
             Method::POST,
-            &format!("/v2/dst/repo/blobs/uploads/?mount={d}&from=src/repo"),
+            &format!("/v2/t/dst/repo/blobs/uploads/?mount={d}&from=t/src/repo"),
             &[],
             Body::empty(),
         )
         .await;
     assert_eq!(mounted.status, StatusCode::CREATED);
-    assert_eq!(mounted.header("location"), format!("/v2/dst/repo/blobs/{d}"));
+    assert_eq!(mounted.header("location"), format!("/v2/t/dst/repo/blobs/{d}"));
     assert_eq!(
-        &r.get(&format!("/v2/dst/repo/blobs/{d}")).await.body[..],
+        &r.get(&format!("/v2/t/dst/repo/blobs/{d}")).await.body[..],
         b"shared layer"
     );
 
     // Not mountable (missing from the source, or no source): an ordinary session instead.
     let missing = Digest::sha256_of(b"nowhere");
     for q in [
-        format!("mount={missing}&from=src/repo"),
+        format!("mount={missing}&from=t/src/repo"),
         format!("mount={d}"),
         format!("mount={d}&from=Bad!"),
     ] {
         let resp = r
             .req(
                 Method::POST,
-                &format!("/v2/third/blobs/uploads/?{q}"),
+                &format!("/v2/t/third/blobs/uploads/?{q}"),
                 &[],
                 Body::empty(),
             )
             .await;
         assert_eq!(resp.status, StatusCode::ACCEPTED, "{q}");
-        assert!(resp.header("location").starts_with("/v2/third/blobs/uploads/"));
+        assert!(resp.header("location").starts_with("/v2/t/third/blobs/uploads/"));
     }
     assert_eq!(
-        r.get(&format!("/v2/third/blobs/{d}")).await.status,
+        r.get(&format!("/v2/t/third/blobs/{d}")).await.status,
         StatusCode::NOT_FOUND
     );
 }
 
 #[tokio::test]
 async fn manifests_by_tag_and_digest() {
-    let r = Reg::new();
+    let r = Reg::new().await;
     let m = r.push_image("team/app/api", "v1", "a").await;
     let d = Digest::sha256_of(&m);
 
     for reference in ["v1".to_owned(), d.to_string()] {
-        let uri = format!("/v2/team/app/api/manifests/{reference}");
+        let uri = format!("/v2/t/team/app/api/manifests/{reference}");
         let get = r.get(&uri).await;
         assert_eq!(get.status, StatusCode::OK);
         assert_eq!(&get.body[..], &m[..]);
@@ -479,31 +521,31 @@ async fn manifests_by_tag_and_digest() {
         .map(|v| v.to_str().unwrap())
         .collect();
     assert_eq!(oci_tags, ["v2", "stable"]);
-    assert_eq!(put.header("location"), format!("/v2/team/app/api/manifests/{d}"));
+    assert_eq!(put.header("location"), format!("/v2/t/team/app/api/manifests/{d}"));
 
     // Delete a tag, then the manifest (which takes its remaining tags with it).
     let del = r
-        .req(Method::DELETE, "/v2/team/app/api/manifests/v1", &[], Body::empty())
+        .req(Method::DELETE, "/v2/t/team/app/api/manifests/v1", &[], Body::empty())
         .await;
     assert_eq!(del.status, StatusCode::ACCEPTED);
-    let gone = r.get("/v2/team/app/api/manifests/v1").await;
+    let gone = r.get("/v2/t/team/app/api/manifests/v1").await;
     assert_eq!(gone.status, StatusCode::NOT_FOUND);
     assert_eq!(gone.code(), "MANIFEST_UNKNOWN");
-    assert_eq!(r.get("/v2/team/app/api/manifests/v2").await.status, StatusCode::OK);
+    assert_eq!(r.get("/v2/t/team/app/api/manifests/v2").await.status, StatusCode::OK);
     let del = r
         .req(
             Method::DELETE,
-            &format!("/v2/team/app/api/manifests/{d}"),
+            &format!("/v2/t/team/app/api/manifests/{d}"),
             &[],
             Body::empty(),
         )
         .await;
     assert_eq!(del.status, StatusCode::ACCEPTED);
-    assert_eq!(r.get("/v2/team/app/api/manifests/v2").await.code(), "MANIFEST_UNKNOWN");
+    assert_eq!(r.get("/v2/t/team/app/api/manifests/v2").await.code(), "MANIFEST_UNKNOWN");
     assert_eq!(
         r.req(
             Method::DELETE,
-            &format!("/v2/team/app/api/manifests/{d}"),
+            &format!("/v2/t/team/app/api/manifests/{d}"),
             &[],
             Body::empty()
         )
@@ -511,12 +553,12 @@ async fn manifests_by_tag_and_digest() {
         .code(),
         "MANIFEST_UNKNOWN"
     );
-    assert_eq!(r.get("/v2/nope/manifests/latest").await.code(), "MANIFEST_UNKNOWN");
+    assert_eq!(r.get("/v2/t/nope/manifests/latest").await.code(), "MANIFEST_UNKNOWN");
 }
 
 #[tokio::test]
 async fn docker_media_types_and_indexes() {
-    let r = Reg::new();
+    let r = Reg::new().await;
     let config = r.push_blob("d", b"{}").await;
     let layer = r.push_blob("d", b"layer").await;
     let docker = serde_json::to_vec(&json!({
@@ -544,7 +586,7 @@ async fn docker_media_types_and_indexes() {
             .status,
         StatusCode::CREATED
     );
-    let get = r.get("/v2/d/manifests/latest").await;
+    let get = r.get("/v2/t/d/manifests/latest").await;
     assert_eq!(get.header("content-type"), media::DOCKER_MANIFEST_LIST);
     assert_eq!(&get.body[..], &list[..]);
 
@@ -560,12 +602,12 @@ async fn docker_media_types_and_indexes() {
     assert_eq!(resp.status, StatusCode::NOT_FOUND);
     assert_eq!(resp.code(), "MANIFEST_BLOB_UNKNOWN");
     assert_eq!(resp.json()["errors"][0]["detail"]["digest"], missing.to_string());
-    assert_eq!(r.get("/v2/d/manifests/broken").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.get("/v2/t/d/manifests/broken").await.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn manifest_bad_input_stores_nothing() {
-    let r = Reg::new();
+    let r = Reg::new().await;
     let config = r.push_blob("a", b"{}").await;
     let layer = r.push_blob("a", b"l").await;
     let good = image_manifest(&config, &layer, None);
@@ -641,7 +683,7 @@ async fn manifest_bad_input_stores_nothing() {
     let resp = r
         .req(
             Method::PUT,
-            "/v2/a/manifests/t1",
+            "/v2/t/a/manifests/t1",
             &[("content-type", media::OCI_MANIFEST), ("content-length", &len)],
             big,
         )
@@ -649,7 +691,7 @@ async fn manifest_bad_input_stores_nothing() {
     assert_eq!(resp.status, StatusCode::PAYLOAD_TOO_LARGE);
 
     // None of that stored anything: the repository has no tags.
-    let tags = r.get("/v2/a/tags/list").await.json();
+    let tags = r.get("/v2/t/a/tags/list").await.json();
     assert_eq!(tags["tags"], json!([]));
     // And the good manifest still goes in.
     assert_eq!(
@@ -660,12 +702,12 @@ async fn manifest_bad_input_stores_nothing() {
 
 #[tokio::test]
 async fn invalid_names_and_tags() {
-    let r = Reg::new();
+    let r = Reg::new().await;
     for uri in [
         "/v2/UPPER/tags/list",
-        "/v2/a//b/manifests/v1",
-        "/v2/-a/blobs/uploads/",
-        "/v2/a_/manifests/x",
+        "/v2/t/a//b/manifests/v1",
+        "/v2/t/-a/blobs/uploads/",
+        "/v2/t/a_/manifests/x",
     ] {
         let resp = r.get(uri).await;
         assert_eq!(resp.status, StatusCode::BAD_REQUEST, "{uri}");
@@ -692,19 +734,19 @@ async fn invalid_names_and_tags() {
 
 #[tokio::test]
 async fn unsupported_methods_and_paths() {
-    let r = Reg::new();
-    let resp = r.req(Method::POST, "/v2/a/manifests/v1", &[], Body::empty()).await;
+    let r = Reg::new().await;
+    let resp = r.req(Method::POST, "/v2/t/a/manifests/v1", &[], Body::empty()).await;
     assert_eq!(resp.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(resp.code(), "UNSUPPORTED");
-    let resp = r.req(Method::PUT, "/v2/a/tags/list", &[], Body::empty()).await;
+    let resp = r.req(Method::PUT, "/v2/t/a/tags/list", &[], Body::empty()).await;
     assert_eq!(resp.code(), "UNSUPPORTED");
-    let resp = r.get("/v2/a/unknown/endpoint").await;
+    let resp = r.get("/v2/t/a/unknown/endpoint").await;
     assert_eq!(resp.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn tags_list_pagination() {
-    let r = Reg::new();
+    let r = Reg::new().await;
     let m = r.push_image("p/q", "v0", "x").await;
     let d = Digest::sha256_of(&m);
     for t in ["b", "a", "d", "c"] {
@@ -713,22 +755,22 @@ async fn tags_list_pagination() {
             StatusCode::CREATED
         );
     }
-    let all = r.get("/v2/p/q/tags/list").await;
-    assert_eq!(all.json(), json!({ "name": "p/q", "tags": ["a", "b", "c", "d", "v0"] }));
+    let all = r.get("/v2/t/p/q/tags/list").await;
+    assert_eq!(all.json(), json!({ "name": "t/p/q", "tags": ["a", "b", "c", "d", "v0"] }));
     assert_eq!(all.header("link"), "");
 
-    let page = r.get("/v2/p/q/tags/list?n=2").await;
+    let page = r.get("/v2/t/p/q/tags/list?n=2").await;
     assert_eq!(page.json()["tags"], json!(["a", "b"]));
-    assert_eq!(page.header("link"), "</v2/p/q/tags/list?n=2&last=b>; rel=\"next\"");
-    let next = r.get("/v2/p/q/tags/list?n=2&last=b").await;
+    assert_eq!(page.header("link"), "</v2/t/p/q/tags/list?n=2&last=b>; rel=\"next\"");
+    let next = r.get("/v2/t/p/q/tags/list?n=2&last=b").await;
     assert_eq!(next.json()["tags"], json!(["c", "d"]));
-    let last = r.get("/v2/p/q/tags/list?n=2&last=d").await;
+    let last = r.get("/v2/t/p/q/tags/list?n=2&last=d").await;
     assert_eq!(last.json()["tags"], json!(["v0"]));
     assert_eq!(last.header("link"), "");
-    assert_eq!(r.get("/v2/p/q/tags/list?n=0").await.json()["tags"], json!([]));
-    assert_eq!(r.get("/v2/p/q/tags/list?n=-1").await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.get("/v2/t/p/q/tags/list?n=0").await.json()["tags"], json!([]));
+    assert_eq!(r.get("/v2/t/p/q/tags/list?n=-1").await.status, StatusCode::BAD_REQUEST);
 
-    let unknown = r.get("/v2/p/nope/tags/list").await;
+    let unknown = r.get("/v2/t/p/nope/tags/list").await;
     assert_eq!(
         (unknown.status, unknown.code().as_str()),
         (StatusCode::NOT_FOUND, "NAME_UNKNOWN")
@@ -738,22 +780,22 @@ async fn tags_list_pagination() {
 
 #[tokio::test]
 async fn catalog_pagination() {
-    let r = Reg::new();
+    let r = Reg::new().await;
     for repo in ["c/one", "a/one", "b/one/two"] {
         r.push_blob(repo, repo.as_bytes()).await;
     }
     let all = r.get("/v2/_catalog").await;
-    assert_eq!(all.json(), json!({ "repositories": ["a/one", "b/one/two", "c/one"] }));
+    assert_eq!(all.json(), json!({ "repositories": ["t/a/one", "t/b/one/two", "t/c/one"] }));
     let page = r.get("/v2/_catalog?n=1").await;
-    assert_eq!(page.json()["repositories"], json!(["a/one"]));
-    assert_eq!(page.header("link"), "</v2/_catalog?n=1&last=a%2Fone>; rel=\"next\"");
-    let next = r.get("/v2/_catalog?n=1&last=a%2Fone").await;
-    assert_eq!(next.json()["repositories"], json!(["b/one/two"]));
+    assert_eq!(page.json()["repositories"], json!(["t/a/one"]));
+    assert_eq!(page.header("link"), "</v2/_catalog?n=1&last=t%2Fa%2Fone>; rel=\"next\"");
+    let next = r.get("/v2/_catalog?n=1&last=t%2Fa%2Fone").await;
+    assert_eq!(next.json()["repositories"], json!(["t/b/one/two"]));
 }
 
 #[tokio::test]
 async fn referrers_with_filter() {
-    let r = Reg::new();
+    let r = Reg::new().await;
     let subject = r.push_image("s", "v1", "subject").await;
     let sd = Digest::sha256_of(&subject);
     let empty = r.push_blob("s", b"{}").await;
@@ -780,7 +822,7 @@ async fn referrers_with_filter() {
         assert_eq!(put.header("oci-subject"), sd.to_string());
         pushed.push(m);
     }
-    let all = r.get(&format!("/v2/s/referrers/{sd}")).await;
+    let all = r.get(&format!("/v2/t/s/referrers/{sd}")).await;
     assert_eq!(all.status, StatusCode::OK);
     assert_eq!(all.header("content-type"), media::OCI_INDEX);
     assert_eq!(all.header("oci-filters-applied"), "");
@@ -791,7 +833,7 @@ async fn referrers_with_filter() {
 
     let filtered = r
         .get(&format!(
-            "/v2/s/referrers/{sd}?artifactType=application/vnd.example.sbom"
+            "/v2/t/s/referrers/{sd}?artifactType=application/vnd.example.sbom"
         ))
         .await;
     assert_eq!(filtered.header("oci-filters-applied"), "artifactType");
@@ -803,9 +845,9 @@ async fn referrers_with_filter() {
     assert_eq!(entries[0]["annotations"]["note"], "sbom");
 
     // A subject nobody refers to: an empty list, not an error.
-    let none = r.get(&format!("/v2/s/referrers/{}", Digest::sha256_of(b"x"))).await;
+    let none = r.get(&format!("/v2/t/s/referrers/{}", Digest::sha256_of(b"x"))).await;
     assert_eq!(none.json()["manifests"], json!([]));
-    assert_eq!(r.get("/v2/s/referrers/sha256:nothex").await.code(), "DIGEST_INVALID");
+    assert_eq!(r.get("/v2/t/s/referrers/sha256:nothex").await.code(), "DIGEST_INVALID");
 }
 
 /// Every error code the registry answers by itself, reached through the API: the list below
@@ -813,16 +855,16 @@ async fn referrers_with_filter() {
 #[tokio::test]
 async fn every_registry_error_code_is_reachable() {
     use pier_oci::ErrorCode;
-    let r = Reg::new();
+    let r = Reg::new().await;
     let mut seen = BTreeSet::new();
     let mut hit = |resp: Resp| seen.insert(resp.code());
     let d = Digest::sha256_of(b"nothing");
-    hit(r.get(&format!("/v2/a/blobs/{d}")).await);
-    hit(r.get("/v2/a/blobs/uploads/6f1c1f2e-8a1b-4a5b-9d4e-2d0b8f1e1a11").await);
+    hit(r.get(&format!("/v2/t/a/blobs/{d}")).await);
+    hit(r.get("/v2/t/a/blobs/uploads/6f1c1f2e-8a1b-4a5b-9d4e-2d0b8f1e1a11").await);
     hit(r
         .req(
             Method::POST,
-            &format!("/v2/a/blobs/uploads/?digest={d}"),
+            &format!("/v2/t/a/blobs/uploads/?digest={d}"),
             &[],
             b"x".to_vec(),
         )
@@ -831,12 +873,12 @@ async fn every_registry_error_code_is_reachable() {
         .put_manifest("a", "t", media::OCI_MANIFEST, &image_manifest(&d, &d, None))
         .await);
     hit(r.put_manifest("a", "t", media::OCI_MANIFEST, b"{").await);
-    hit(r.get("/v2/a/manifests/t").await);
+    hit(r.get("/v2/t/a/manifests/t").await);
     hit(r.get("/v2/A/manifests/t").await);
-    hit(r.get("/v2/zzz/tags/list").await);
+    hit(r.get("/v2/t/zzz/tags/list").await);
     hit(r.put_manifest("a", ".t", media::OCI_MANIFEST, b"{}").await);
-    hit(r.req(Method::POST, "/v2/a/manifests/t", &[], Body::empty()).await);
-    let start = r.req(Method::POST, "/v2/a/blobs/uploads/", &[], Body::empty()).await;
+    hit(r.req(Method::POST, "/v2/t/a/manifests/t", &[], Body::empty()).await);
+    let start = r.req(Method::POST, "/v2/t/a/blobs/uploads/", &[], Body::empty()).await;
     let loc = start.header("location").to_owned();
     hit(r
         .req(Method::PATCH, &loc, &[("content-range", "3-4")], b"xy".to_vec())
@@ -850,12 +892,16 @@ async fn every_registry_error_code_is_reachable() {
         )
         .await);
 
-    // Codes that belong elsewhere: auth (access control), a full disk (end-to-end suite),
-    // internal failures, upload bodies cut short (end-to-end suite).
+    // Codes that belong elsewhere: access control and the management API (`auth.rs`), a
+    // full disk (end-to-end suite), internal failures, upload bodies cut short (end-to-end
+    // suite).
     let elsewhere = [
         ErrorCode::Unauthorized,
         ErrorCode::Denied,
         ErrorCode::TooManyRequests,
+        ErrorCode::BadRequest,
+        ErrorCode::NotFound,
+        ErrorCode::Conflict,
         ErrorCode::InsufficientStorage,
         ErrorCode::Unavailable,
         ErrorCode::Unknown,

@@ -4,7 +4,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use pier_oci::{Digest, ErrorCode, RepoName, media};
 
+use std::collections::HashMap;
+
 use super::{App, Result, param, query};
+use crate::auth::{Action, Caller};
 use crate::error::ApiError;
 use crate::limits::MAX_PAGE;
 
@@ -52,9 +55,39 @@ pub(super) async fn tags(app: &App, name: &RepoName, uri: &Uri) -> Result {
     Ok(paged_json(body, &format!("/v2/{name}/tags/list"), n, &tags))
 }
 
-pub(super) async fn catalog(app: &App, uri: &Uri) -> Result {
+/// The catalog holds only repositories of projects where the caller has `list_catalog`:
+/// the store is read in pages and filtered until the caller's page is full.
+pub(super) async fn catalog(app: &App, caller: &Caller, uri: &Uri) -> Result {
     let (n, last) = page(uri)?;
-    let repos = app.meta.list_repos(last.as_deref(), n).await?;
+    let mut visible: HashMap<String, bool> = HashMap::new();
+    let mut repos = Vec::with_capacity(n.min(MAX_PAGE));
+    let mut cursor = last;
+    while repos.len() < n {
+        let batch = app.meta.list_repos(cursor.as_deref(), MAX_PAGE).await?;
+        let Some(end) = batch.last().cloned() else {
+            break;
+        };
+        for r in batch {
+            let Some((project, _)) = r.split_once('/') else {
+                continue;
+            };
+            let ok = match visible.get(project) {
+                Some(ok) => *ok,
+                None => {
+                    let ok = app.auth.grant(&caller.subject, project).await?.1.has(Action::ListCatalog);
+                    visible.insert(project.to_owned(), ok);
+                    ok
+                }
+            };
+            if ok {
+                repos.push(r);
+                if repos.len() == n {
+                    break;
+                }
+            }
+        }
+        cursor = Some(end);
+    }
     let body = serde_json::json!({ "repositories": repos });
     Ok(paged_json(body, "/v2/_catalog", n, &repos))
 }

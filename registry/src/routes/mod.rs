@@ -2,31 +2,41 @@
 //! parameters cannot split `/v2/<name>/manifests/<ref>`: one catch-all route parses the
 //! tail into a [`Route`] once and dispatches once.
 
+pub mod api;
 mod blobs;
 mod listing;
 mod manifests;
+pub mod token;
 mod uploads;
 
 use std::str::FromStr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
-use pier_oci::{ErrorCode, RepoName};
+use pier_oci::{ErrorCode, Reference, RepoName};
 
+use crate::auth::{Action, Auth, Caller, Subject, Via};
 use crate::error::ApiError;
-use crate::storage::{BlobStore, ByteStream, MetaStore};
+use crate::storage::{AuditAction, BlobStore, ByteStream, MetaStore, Outcome};
 
-/// Shared state of the handlers: the two stores.
+/// Shared state of the handlers: the stores and access control.
 #[derive(Clone)]
 pub struct App {
     /// Blob bytes.
     pub blobs: Arc<dyn BlobStore>,
-    /// Everything else.
+    /// Registry metadata.
     pub meta: Arc<dyn MetaStore>,
+    /// Who may do what, and the audit log.
+    pub auth: Arc<Auth>,
+}
+
+/// The client address of a request (absent in in-process tests).
+pub fn client_addr(ext: &http::Extensions) -> Option<std::net::SocketAddr> {
+    ext.get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0)
 }
 
 type Result<T = Response> = std::result::Result<T, ApiError>;
@@ -84,6 +94,61 @@ impl Route {
     }
 }
 
+/// What a route needs: the repository and the matrix action, `None` for routes that are
+/// not about one repository.
+fn needs(route: &Route, m: &Method) -> Option<(RepoName, Action)> {
+    let (name, action) = match route {
+        Route::Base | Route::Catalog => return None,
+        Route::Tags(n) => (n, Action::Pull),
+        Route::Referrers(n, _) => (n, Action::ReadReferrers),
+        Route::Manifest(n, r) if m == Method::DELETE => match r.parse::<Reference>() {
+            Ok(Reference::Tag(_)) => (n, Action::DeleteTag),
+            _ => (n, Action::DeleteManifest),
+        },
+        Route::Blob(n, _) if m == Method::DELETE => (n, Action::DeleteManifest),
+        Route::Manifest(n, _) | Route::Blob(n, _) if m == Method::GET || m == Method::HEAD => (n, Action::Pull),
+        Route::Manifest(n, _) | Route::Blob(n, _) | Route::UploadStart(n) | Route::Upload(n, _) => (n, Action::Push),
+    };
+    Some((name.clone(), action))
+}
+
+/// Base and catalog: who may call them at all (the catalog is filtered per caller).
+fn check_unscoped(route: &Route, caller: &Caller) -> Result<()> {
+    match (route, &caller.via) {
+        // docker login and every client's first request: anonymous callers are told where
+        // to get a token.
+        (Route::Base, Via::Nothing) => Err(caller_challenge(caller, None).into()),
+        (Route::Catalog, Via::Token(claims)) if !claims.actions("registry", "catalog").any(|a| a == "*") => {
+            let scope = "registry:catalog:*";
+            Err(crate::auth::AuthError::Unauthenticated {
+                challenge: Auth::challenge(&caller.realm, Some(scope), Some("insufficient_scope")),
+                message: "the token does not grant the catalog".into(),
+            }
+            .into())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn caller_challenge(caller: &Caller, scope: Option<&str>) -> crate::auth::AuthError {
+    crate::auth::AuthError::Unauthenticated {
+        challenge: Auth::challenge(&caller.realm, scope, None),
+        message: "authentication required".into(),
+    }
+}
+
+/// The audit action of a request, if it is one the log records.
+fn audited(route: &Route, m: &Method, action: Action) -> Option<AuditAction> {
+    match (route, action) {
+        (Route::Manifest(..), Action::Pull) if m == Method::GET => Some(AuditAction::Pull),
+        (Route::Manifest(..), Action::Push) => Some(AuditAction::Push),
+        (Route::Manifest(..), Action::DeleteTag) => Some(AuditAction::DeleteTag),
+        (Route::Manifest(..), Action::DeleteManifest) => Some(AuditAction::DeleteManifest),
+        (Route::Blob(..), Action::DeleteManifest) => Some(AuditAction::DeleteBlob),
+        _ => None,
+    }
+}
+
 /// The single handler behind `/v2/` and `/v2/{*rest}`.
 pub async fn dispatch(State(app): State<App>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
@@ -91,34 +156,91 @@ pub async fn dispatch(State(app): State<App>, req: Request) -> Response {
     let raw_tail = raw_tail.strip_prefix('/').unwrap_or(raw_tail);
     // Some clients escape the ':' of digests.
     let tail = percent_encoding::percent_decode_str(raw_tail).decode_utf8_lossy();
+    let m = &parts.method;
+    let caller = match app.auth.authenticate(&parts.headers, client_addr(&parts.extensions)).await {
+        Ok(c) => c,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
     let route = match Route::parse(&tail) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    let m = &parts.method;
+    let need = needs(&route, m);
+    let allowed = match &need {
+        None => check_unscoped(&route, &caller),
+        Some((name, action)) => app.auth.check(&caller, name, *action).await.map_err(ApiError::from),
+    };
+    let audit = need.as_ref().and_then(|(n, a)| Some((n, audited(&route, m, *a)?)));
+    if let Err(e) = allowed {
+        // Refusals of authenticated callers are worth recording; anonymous ones are the
+        // normal first step of the token dance.
+        if let Some((name, action)) = audit.or_else(|| {
+            need.as_ref()
+                .filter(|(_, a)| *a == Action::Push)
+                .map(|(n, _)| (n, AuditAction::Push))
+        }) && caller.subject != Subject::Anonymous
+        {
+            record(&app, &caller, action, Outcome::Denied, name, &route, None).await;
+        }
+        return e.into_response();
+    }
     let (uri, headers) = (&parts.uri, &parts.headers);
     let result = match route {
         Route::Base if m == Method::GET || m == Method::HEAD => Ok(base()),
-        Route::Catalog if m == Method::GET => listing::catalog(&app, uri).await,
-        Route::Tags(n) if m == Method::GET => listing::tags(&app, &n, uri).await,
-        Route::Referrers(n, d) if m == Method::GET => listing::referrers(&app, &n, &d, uri).await,
-        Route::Manifest(n, r) if m == Method::GET || m == Method::HEAD => {
-            manifests::get(&app, &n, &r, m == Method::HEAD).await
+        Route::Catalog if m == Method::GET => listing::catalog(&app, &caller, uri).await,
+        Route::Tags(ref n) if m == Method::GET => listing::tags(&app, n, uri).await,
+        Route::Referrers(ref n, ref d) if m == Method::GET => listing::referrers(&app, n, d, uri).await,
+        Route::Manifest(ref n, ref r) if m == Method::GET || m == Method::HEAD => {
+            manifests::get(&app, n, r, m == Method::HEAD).await
         }
-        Route::Manifest(n, r) if m == Method::PUT => manifests::put(&app, &n, &r, uri, headers, body).await,
-        Route::Manifest(n, r) if m == Method::DELETE => manifests::delete(&app, &n, &r).await,
-        Route::Blob(n, d) if m == Method::GET || m == Method::HEAD => {
-            blobs::get(&app, &n, &d, headers, m == Method::HEAD).await
+        Route::Manifest(ref n, ref r) if m == Method::PUT => manifests::put(&app, n, r, uri, headers, body).await,
+        Route::Manifest(ref n, ref r) if m == Method::DELETE => manifests::delete(&app, n, r).await,
+        Route::Blob(ref n, ref d) if m == Method::GET || m == Method::HEAD => {
+            blobs::get(&app, n, d, headers, m == Method::HEAD).await
         }
-        Route::Blob(n, d) if m == Method::DELETE => blobs::delete(&app, &n, &d).await,
-        Route::UploadStart(n) if m == Method::POST => uploads::start(&app, &n, uri, body).await,
-        Route::Upload(n, id) if m == Method::GET => uploads::status(&app, &n, &id).await,
-        Route::Upload(n, id) if m == Method::PATCH => uploads::patch(&app, &n, &id, headers, body).await,
-        Route::Upload(n, id) if m == Method::PUT => uploads::finish(&app, &n, &id, uri, headers, body).await,
-        Route::Upload(n, id) if m == Method::DELETE => uploads::cancel(&app, &n, &id).await,
+        Route::Blob(ref n, ref d) if m == Method::DELETE => blobs::delete(&app, n, d).await,
+        Route::UploadStart(ref n) if m == Method::POST => uploads::start(&app, &caller, n, uri, body).await,
+        Route::Upload(ref n, ref id) if m == Method::GET => uploads::status(&app, n, id).await,
+        Route::Upload(ref n, ref id) if m == Method::PATCH => uploads::patch(&app, n, id, headers, body).await,
+        Route::Upload(ref n, ref id) if m == Method::PUT => uploads::finish(&app, n, id, uri, headers, body).await,
+        Route::Upload(ref n, ref id) if m == Method::DELETE => uploads::cancel(&app, n, id).await,
         _ => Err(ApiError::code(ErrorCode::Unsupported).message(format!("{m} is not supported on this endpoint"))),
     };
-    result.unwrap_or_else(IntoResponse::into_response)
+    let resp = result.unwrap_or_else(IntoResponse::into_response);
+    if let Some((name, action)) = audit {
+        let outcome = if resp.status().is_success() {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        };
+        let digest = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        record(&app, &caller, action, outcome, name, &route, digest).await;
+    }
+    resp
+}
+
+async fn record(
+    app: &App,
+    caller: &Caller,
+    action: AuditAction,
+    outcome: Outcome,
+    name: &RepoName,
+    route: &Route,
+    digest: Option<String>,
+) {
+    let mut e = app.auth.event(caller, action, outcome);
+    e.project = name.project().map(str::to_owned);
+    e.repository = Some(name.to_string());
+    e.reference = match route {
+        Route::Manifest(_, r) | Route::Blob(_, r) => Some(r.clone()),
+        _ => None,
+    };
+    e.digest = digest.or_else(|| e.reference.clone().filter(|r| r.contains(':')));
+    app.auth.audit().record(e).await;
 }
 
 fn base() -> Response {

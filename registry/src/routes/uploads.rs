@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use pier_oci::{Digest, ErrorCode, RepoName};
 
 use super::{App, Result, blobs, body_stream, header_str, param, query, upload_range};
+use crate::auth::{Action, Caller};
 use crate::error::ApiError;
 use crate::limits::{DRAIN_LIMIT, DRAIN_TIMEOUT};
 use crate::storage::{BlobError, UploadId, UploadRecord};
@@ -106,11 +107,14 @@ fn chunk_start(headers: &HeaderMap) -> Result<Option<u64>> {
     Ok(Some(a))
 }
 
-pub(super) async fn start(app: &App, name: &RepoName, uri: &Uri, body: Body) -> Result {
+pub(super) async fn start(app: &App, caller: &Caller, name: &RepoName, uri: &Uri, body: Body) -> Result {
     let q = query(uri);
     if let Some(mount) = param(&q, "mount") {
         let digest: Digest = mount.parse()?;
+        // A caller who may not pull from the source gets the same answer as for a blob that
+        // is not there, so a mount never reveals what another project holds.
         if let Some(from) = param(&q, "from").and_then(|f| f.parse::<RepoName>().ok())
+            && app.auth.check(caller, &from, Action::MountFrom).await.is_ok()
             && blobs::existing(app, &from, &digest).await?.is_some()
         {
             app.meta.link_blob(name, &digest).await?;

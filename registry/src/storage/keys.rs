@@ -30,6 +30,20 @@ pub const REFERRERS: &str = "referrers";
 pub const REPOS: &str = "repos";
 /// Upload sessions: `uuid` → JSON `UploadRecord`.
 pub const UPLOADS: &str = "uploads";
+/// Users: `name` → JSON `UserRecord`.
+pub const USERS: &str = "users";
+/// Projects: `name` → JSON `ProjectRecord`.
+pub const PROJECTS: &str = "projects";
+/// Members: `project\0user` → role name.
+pub const MEMBERS: &str = "members";
+/// The same memberships by user: `user\0project` → role name.
+pub const MEMBER_OF: &str = "member_of";
+/// Robots: `project\0name` → JSON `RobotRecord`.
+pub const ROBOTS: &str = "robots";
+/// The audit log: `id` (u64 big-endian, so keys sort by id) → JSON `AuditEvent`.
+pub const AUDIT: &str = "audit";
+/// Key in the default tree marking that first-start setup ran.
+pub const BOOTSTRAPPED_KEY: &[u8] = b"bootstrapped";
 
 const SEP: u8 = 0;
 

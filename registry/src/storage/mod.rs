@@ -1,19 +1,26 @@
-//! The two storage traits and their backends.
+//! The storage traits and their backends.
 //!
 //! [`BlobStore`] holds content-addressed bytes and nothing else; [`MetaStore`] holds what
 //! the registry knows about them (repositories, tags, manifests, referrers, upload
-//! sessions). Handlers use only the traits, so another backend (an S3-compatible blob
-//! store, another metadata engine) plugs in without touching the HTTP layer.
+//! sessions); [`AccessStore`] holds who may do what, [`AuditLog`] what they did. Handlers
+//! use only the traits, so another backend (an S3-compatible blob store, another metadata
+//! engine) plugs in without touching the HTTP layer.
 
+mod access;
+mod audit;
 mod blob;
 mod fs;
 mod keys;
 mod meta;
+mod sled_access;
 mod sled_meta;
 #[cfg(test)]
 mod tests;
 
+pub use access::{AccessStore, ProjectRecord, ROBOT_PREFIX, RobotRecord, SetMember, UserRecord, robot_account};
+pub use audit::{ActorKind, AuditAction, AuditEvent, AuditLog, AuditPage, AuditQuery, Outcome};
 pub use blob::{BlobError, BlobStore, ByteStream, UploadId};
 pub use fs::FsBlobStore;
 pub use meta::{ManifestRecord, MetaError, MetaStore, Referrer, UploadRecord};
+pub use sled_access::SledAccessStore;
 pub use sled_meta::SledMetaStore;

@@ -76,6 +76,11 @@ impl SledMetaStore {
         Ok(SledMetaStore { t: Arc::new(t) })
     }
 
+    /// The users, projects, robots and audit log kept in the same database.
+    pub fn access_store(&self) -> Result<super::SledAccessStore, MetaError> {
+        super::SledAccessStore::open(self.t.db.clone())
+    }
+
     /// Run blocking engine work off the async runtime.
     async fn run<T: Send + 'static>(
         &self,
