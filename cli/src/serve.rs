@@ -23,10 +23,25 @@ pub struct ServeArgs {
     /// Log filter, e.g. `info` or `pier_registry=debug` [default: info]
     #[arg(long, env = "PIER_LOG")]
     log: Option<String>,
-    /// TOML file with any of: listen, data_dir, log
+    /// The registry's external URL (e.g. https://registry.example.com), used in token
+    /// challenges when pier runs behind a proxy [default: from the request's Host]
+    #[arg(long, env = "PIER_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Lifetime of issued tokens in seconds [default: 300]
+    #[arg(long, env = "PIER_TOKEN_TTL")]
+    token_ttl_secs: Option<u64>,
+    /// Days audit events are kept; 0 keeps them forever [default: 180]
+    #[arg(long, env = "PIER_AUDIT_RETENTION_DAYS")]
+    audit_retention_days: Option<u64>,
+    /// TOML file with any of: listen, data_dir, log, public_url, token_ttl_secs,
+    /// audit_retention_days
     #[arg(long, env = "PIER_CONFIG")]
     config: Option<PathBuf>,
 }
+
+/// The first admin password, read on first start only. An environment variable rather
+/// than a flag, so that it does not show in process listings.
+const ADMIN_PASSWORD_ENV: &str = "PIER_ADMIN_PASSWORD";
 
 /// The config file's shape. Unknown keys are errors, so a typo is never silently ignored.
 #[derive(Deserialize, Debug, Default, PartialEq)]
@@ -35,6 +50,9 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     log: Option<String>,
+    public_url: Option<String>,
+    token_ttl_secs: Option<u64>,
+    audit_retention_days: Option<u64>,
 }
 
 /// The settings `pier serve` runs with.
@@ -43,6 +61,9 @@ struct Settings {
     listen: SocketAddr,
     data_dir: PathBuf,
     log: String,
+    public_url: Option<String>,
+    token_ttl: std::time::Duration,
+    audit_retention_days: u64,
 }
 
 fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
@@ -65,6 +86,15 @@ fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
             .or(file.data_dir)
             .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
         log: args.log.or(file.log).unwrap_or_else(|| DEFAULT_LOG.into()),
+        public_url: args.public_url.or(file.public_url),
+        token_ttl: args
+            .token_ttl_secs
+            .or(file.token_ttl_secs)
+            .map_or(pier_registry::limits::DEFAULT_TOKEN_TTL, std::time::Duration::from_secs),
+        audit_retention_days: args
+            .audit_retention_days
+            .or(file.audit_retention_days)
+            .unwrap_or(pier_registry::limits::DEFAULT_AUDIT_RETENTION_DAYS),
     })
 }
 
@@ -86,9 +116,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     std::fs::create_dir_all(&s.data_dir).with_context(|| format!("cannot create data dir {}", s.data_dir.display()))?;
-    let registry = pier_registry::Registry::open(&s.data_dir)?;
+    if s.token_ttl.is_zero() {
+        anyhow::bail!("token_ttl_secs must be at least 1");
+    }
+    let auth = pier_registry::AuthConfig {
+        token_ttl: s.token_ttl,
+        audit_retention_days: s.audit_retention_days,
+        admin_password: std::env::var(ADMIN_PASSWORD_ENV).ok().filter(|p| !p.is_empty()),
+        public_url: s.public_url.clone(),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
+        let registry = pier_registry::Registry::open(&s.data_dir, auth).await?;
         let listener = tokio::net::TcpListener::bind(s.listen)
             .await
             .with_context(|| format!("cannot listen on {}", s.listen))?;

@@ -2,188 +2,15 @@
 //! answers on its own (access control has its own file, `auth.rs`; a full disk is tested
 //! for real in the end-to-end suite).
 
+mod common;
+
 use std::collections::BTreeSet;
 
-use axum::Router;
 use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode};
-use bytes::Bytes;
+use axum::http::{Method, StatusCode};
+use common::{Reg, Resp, desc, image_manifest};
 use pier_oci::{Digest, media};
-use serde_json::{Value, json};
-use tower::ServiceExt;
-
-struct Reg {
-    router: Router,
-    registry: pier_registry::Registry,
-    dir: tempfile::TempDir,
-}
-
-struct Resp {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
-    }
-
-    /// The OCI error code of an error answer (and a check that the body has the spec's shape).
-    fn code(&self) -> String {
-        let v = self.json();
-        let e = &v["errors"][0];
-        assert!(e["message"].is_string(), "error without message: {v}");
-        e["code"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no error code in {v}"))
-            .to_owned()
-    }
-}
-
-/// The admin password of every test registry.
-const ADMIN_PASSWORD: &str = "api-test-password";
-
-fn basic(user: &str, secret: &str) -> String {
-    use base64::Engine as _;
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"))
-    )
-}
-
-impl Reg {
-    async fn new() -> Reg {
-        Reg::open(tempfile::tempdir().unwrap()).await
-    }
-
-    /// A registry over `dir` with project `t`, where these tests keep their repositories
-    /// (access control is tested in `auth.rs`; here every request is the admin's).
-    async fn open(dir: tempfile::TempDir) -> Reg {
-        let config = pier_registry::AuthConfig {
-            admin_password: Some(ADMIN_PASSWORD.into()),
-            ..Default::default()
-        };
-        let registry = pier_registry::Registry::open(dir.path(), config).await.unwrap();
-        let r = Reg {
-            router: registry.router(),
-            registry,
-            dir,
-        };
-        let p = r
-            .req(Method::POST, "/api/v1/projects", &[], Body::from(r#"{"name":"t"}"#))
-            .await;
-        assert!(
-            p.status == StatusCode::CREATED || p.status == StatusCode::CONFLICT,
-            "{:?}",
-            p.body
-        );
-        r
-    }
-
-    /// Close this registry and open another over the same directory.
-    async fn restart(self) -> Reg {
-        let Reg { router, registry, dir } = self;
-        drop((router, registry));
-        // The audit writer task lets go of the database once it sees its queue closed.
-        for _ in 0..100 {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            let config = pier_registry::AuthConfig {
-                admin_password: Some(ADMIN_PASSWORD.into()),
-                ..Default::default()
-            };
-            if let Ok(registry) = pier_registry::Registry::open(dir.path(), config).await {
-                return Reg {
-                    router: registry.router(),
-                    registry,
-                    dir,
-                };
-            }
-        }
-        panic!("the registry could not be reopened");
-    }
-
-    /// A request as the admin, unless `headers` has an `Authorization` (an empty one sends
-    /// none).
-    async fn req(&self, method: Method, uri: &str, headers: &[(&str, &str)], body: impl Into<Body>) -> Resp {
-        let mut r = Request::builder().method(method).uri(uri);
-        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization")) {
-            r = r.header("authorization", basic("admin", ADMIN_PASSWORD));
-        }
-        for (k, v) in headers {
-            if !v.is_empty() {
-                r = r.header(*k, *v);
-            }
-        }
-        let resp = self.router.clone().oneshot(r.body(body.into()).unwrap()).await.unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
-        Resp { status, headers, body }
-    }
-
-    async fn get(&self, uri: &str) -> Resp {
-        self.req(Method::GET, uri, &[], Body::empty()).await
-    }
-
-    /// Monolithic blob push.
-    async fn push_blob(&self, repo: &str, data: &[u8]) -> Digest {
-        let d = Digest::sha256_of(data);
-        let r = self
-            .req(
-                Method::POST,
-                &format!("/v2/t/{repo}/blobs/uploads/?digest={d}"),
-                &[("content-type", "application/octet-stream")],
-                data.to_vec(),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-        d
-    }
-
-    async fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> Resp {
-        self.req(
-            Method::PUT,
-            &format!("/v2/t/{repo}/manifests/{reference}"),
-            &[("content-type", media_type)],
-            body.to_vec(),
-        )
-        .await
-    }
-
-    /// An image (config + one layer) pushed under `tag`; returns the manifest bytes.
-    async fn push_image(&self, repo: &str, tag: &str, seed: &str) -> Vec<u8> {
-        let config = self
-            .push_blob(repo, format!("{{\"seed\":\"{seed}\"}}").as_bytes())
-            .await;
-        let layer = self.push_blob(repo, format!("layer {seed}").as_bytes()).await;
-        let m = image_manifest(&config, &layer, None);
-        let r = self.put_manifest(repo, tag, media::OCI_MANIFEST, &m).await;
-        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-        m
-    }
-}
-
-fn desc(media_type: &str, d: &Digest, size: usize) -> Value {
-    json!({ "mediaType": media_type, "digest": d.to_string(), "size": size })
-}
-
-fn image_manifest(config: &Digest, layer: &Digest, subject: Option<(&Digest, usize)>) -> Vec<u8> {
-    let mut m = json!({
-        "schemaVersion": 2,
-        "mediaType": media::OCI_MANIFEST,
-        "config": desc(media::OCI_CONFIG, config, 2),
-        "layers": [desc(media::OCI_LAYER_GZIP, layer, 3)],
-    });
-    if let Some((s, size)) = subject {
-        m["subject"] = desc(media::OCI_MANIFEST, s, size);
-    }
-    serde_json::to_vec(&m).unwrap()
-}
+use serde_json::json;
 
 fn blob_file_count(dir: &std::path::Path) -> usize {
     let root = dir.join("blobs");
@@ -220,7 +47,12 @@ async fn monolithic_blob_get_head_range_delete() {
     let d = r.push_blob("team/app/api", data).await;
 
     let head = r
-        .req(Method::HEAD, &format!("/v2/t/team/app/api/blobs/{d}"), &[], Body::empty())
+        .req(
+            Method::HEAD,
+            &format!("/v2/t/team/app/api/blobs/{d}"),
+            &[],
+            Body::empty(),
+        )
         .await;
     assert_eq!(head.status, StatusCode::OK);
     assert_eq!(head.header("content-length"), "16");
@@ -293,7 +125,11 @@ async fn wrong_digest_stores_nothing() {
             )
             .await;
         assert_eq!(resp.code(), "DIGEST_INVALID", "{d}");
-        assert_eq!(r.get(&format!("/v2/t/a/blobs/{d}")).await.code(), "DIGEST_INVALID", "{d}");
+        assert_eq!(
+            r.get(&format!("/v2/t/a/blobs/{d}")).await.code(),
+            "DIGEST_INVALID",
+            "{d}"
+        );
     }
     let alg = r
         .req(
@@ -427,7 +263,9 @@ async fn unknown_and_foreign_upload_sessions() {
 async fn upload_sessions_survive_restart() {
     let dir = tempfile::tempdir().unwrap();
     let first = Reg::open(dir).await;
-    let resp = first.req(Method::POST, "/v2/t/a/blobs/uploads/", &[], Body::empty()).await;
+    let resp = first
+        .req(Method::POST, "/v2/t/a/blobs/uploads/", &[], Body::empty())
+        .await;
     let loc = resp.header("location").to_owned();
     let resp = first.req(Method::PATCH, &loc, &[], Body::from("first ")).await;
     assert_eq!(resp.status, StatusCode::ACCEPTED);
@@ -541,7 +379,10 @@ async fn manifests_by_tag_and_digest() {
         )
         .await;
     assert_eq!(del.status, StatusCode::ACCEPTED);
-    assert_eq!(r.get("/v2/t/team/app/api/manifests/v2").await.code(), "MANIFEST_UNKNOWN");
+    assert_eq!(
+        r.get("/v2/t/team/app/api/manifests/v2").await.code(),
+        "MANIFEST_UNKNOWN"
+    );
     assert_eq!(
         r.req(
             Method::DELETE,
@@ -756,7 +597,10 @@ async fn tags_list_pagination() {
         );
     }
     let all = r.get("/v2/t/p/q/tags/list").await;
-    assert_eq!(all.json(), json!({ "name": "t/p/q", "tags": ["a", "b", "c", "d", "v0"] }));
+    assert_eq!(
+        all.json(),
+        json!({ "name": "t/p/q", "tags": ["a", "b", "c", "d", "v0"] })
+    );
     assert_eq!(all.header("link"), "");
 
     let page = r.get("/v2/t/p/q/tags/list?n=2").await;
@@ -785,7 +629,10 @@ async fn catalog_pagination() {
         r.push_blob(repo, repo.as_bytes()).await;
     }
     let all = r.get("/v2/_catalog").await;
-    assert_eq!(all.json(), json!({ "repositories": ["t/a/one", "t/b/one/two", "t/c/one"] }));
+    assert_eq!(
+        all.json(),
+        json!({ "repositories": ["t/a/one", "t/b/one/two", "t/c/one"] })
+    );
     let page = r.get("/v2/_catalog?n=1").await;
     assert_eq!(page.json()["repositories"], json!(["t/a/one"]));
     assert_eq!(page.header("link"), "</v2/_catalog?n=1&last=t%2Fa%2Fone>; rel=\"next\"");
@@ -860,7 +707,9 @@ async fn every_registry_error_code_is_reachable() {
     let mut hit = |resp: Resp| seen.insert(resp.code());
     let d = Digest::sha256_of(b"nothing");
     hit(r.get(&format!("/v2/t/a/blobs/{d}")).await);
-    hit(r.get("/v2/t/a/blobs/uploads/6f1c1f2e-8a1b-4a5b-9d4e-2d0b8f1e1a11").await);
+    hit(r
+        .get("/v2/t/a/blobs/uploads/6f1c1f2e-8a1b-4a5b-9d4e-2d0b8f1e1a11")
+        .await);
     hit(r
         .req(
             Method::POST,

@@ -203,21 +203,39 @@ const MATRIX: &[(Role, Grant)] = &[
     ),
     (
         Role::Developer,
-        Grant::of(&[Pull, Push, ReadReferrers, MountFrom, ListCatalog, ViewMembers, ReadAudit]),
+        Grant::of(&[
+            Pull,
+            Push,
+            ReadReferrers,
+            MountFrom,
+            ListCatalog,
+            ViewMembers,
+            ReadAudit,
+        ]),
     ),
     (
         Role::Guest,
         Grant::of(&[Pull, ReadReferrers, MountFrom, ListCatalog, ViewMembers, ReadAudit]),
     ),
-    (Role::LimitedGuest, Grant::of(&[Pull, ReadReferrers, MountFrom, ListCatalog])),
+    (
+        Role::LimitedGuest,
+        Grant::of(&[Pull, ReadReferrers, MountFrom, ListCatalog]),
+    ),
 ];
 
 /// What anyone, anonymous callers included, may do in a public project.
 pub const PUBLIC: Grant = Grant::of(&[Pull, ReadReferrers, MountFrom, ListCatalog]);
 
 /// The actions a robot account can be given: repository work only, never administration.
-pub const ROBOT_GRANTABLE: Grant =
-    Grant::of(&[Pull, Push, DeleteTag, DeleteManifest, ReadReferrers, MountFrom, ListCatalog]);
+pub const ROBOT_GRANTABLE: Grant = Grant::of(&[
+    Pull,
+    Push,
+    DeleteTag,
+    DeleteManifest,
+    ReadReferrers,
+    MountFrom,
+    ListCatalog,
+]);
 
 impl Role {
     /// The actions this role grants in its project.

@@ -629,7 +629,11 @@ impl Auth {
 
     /// Grant what the matrix allows of the requested scopes, and sign a token for it.
     /// Returns the token, its lifetime and what was granted.
-    pub async fn issue_token(&self, subject: &Subject, scopes: &[Scope]) -> Result<(String, u64, Vec<Access>), AuthError> {
+    pub async fn issue_token(
+        &self,
+        subject: &Subject,
+        scopes: &[Scope],
+    ) -> Result<(String, u64, Vec<Access>), AuthError> {
         let mut access: Vec<Access> = Vec::new();
         for scope in scopes {
             match scope {

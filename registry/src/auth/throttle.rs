@@ -35,7 +35,10 @@ impl Throttle {
     pub fn check(&self, user: &str, addr: &str) -> Result<(), Duration> {
         let now = Instant::now();
         let map = self.entries.lock().expect("throttle lock");
-        match map.get(&(user.to_owned(), addr.to_owned())).and_then(|e| e.locked_until) {
+        match map
+            .get(&(user.to_owned(), addr.to_owned()))
+            .and_then(|e| e.locked_until)
+        {
             Some(until) if until > now => Err(until - now),
             _ => Ok(()),
         }

@@ -12,18 +12,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use base64::Engine as _;
 use http_body_util::BodyExt as _;
-use pier_oci::is_path_component;
+use pier_oci::{RepoName, is_path_component};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
 use super::{App, Result, client_addr, param, query};
-use crate::auth::{
-    ADMIN_USER, Action, AuthError, Caller, Grant, ROBOT_GRANTABLE, Role, Subject, now, token,
-};
+use crate::auth::{ADMIN_USER, Action, AuthError, Caller, Grant, ROBOT_GRANTABLE, Role, Subject, now, token};
 use crate::error::ApiError;
-use crate::limits::{AUDIT_PAGE_DEFAULT, AUDIT_PAGE_MAX, AUDIT_SCAN_LIMIT, MAX_API_BODY, MIN_PASSWORD_LEN};
+use crate::limits::{AUDIT_PAGE_DEFAULT, AUDIT_PAGE_MAX, AUDIT_SCAN_LIMIT, MAX_API_BODY, MAX_PAGE, MIN_PASSWORD_LEN};
 use crate::storage::{
     AuditAction, AuditEvent, AuditQuery, Outcome, ProjectRecord, ROBOT_PREFIX, RobotRecord, SetMember, UserRecord,
 };
@@ -57,9 +55,9 @@ pub fn router() -> Router<App> {
         )
         .route("/projects/{project}/robots/{robot}/rotate", post(rotate_robot))
         .route("/audit", get(audit))
-        .fallback(|uri: Uri| async move {
-            ApiError::from(AuthError::NotFound(format!("no such endpoint: {}", uri.path())))
-        })
+        .fallback(
+            |uri: Uri| async move { ApiError::from(AuthError::NotFound(format!("no such endpoint: {}", uri.path()))) },
+        )
 }
 
 impl FromRequestParts<App> for Caller {
@@ -388,25 +386,55 @@ async fn update_project(State(app): State<App>, caller: Caller, Path(project): P
     ok(project_json(&p, None))
 }
 
-/// Up to `limit` repositories of a project.
-async fn project_repos(app: &App, project: &str, limit: usize) -> Result<Vec<String>> {
+/// Every repository of a project.
+async fn project_repos(app: &App, project: &str) -> Result<Vec<RepoName>> {
     let prefix = format!("{project}/");
+    let mut out = Vec::new();
+    let mut last = prefix.clone();
     // Every name in the project sorts after "<project>/" and before the next prefix.
-    let repos = app.meta.list_repos(Some(&prefix), limit).await?;
-    Ok(repos.into_iter().take_while(|r| r.starts_with(&prefix)).collect())
+    loop {
+        let page = app.meta.list_repos(Some(&last), MAX_PAGE).await?;
+        let done = page.len() < MAX_PAGE;
+        for r in page {
+            if !r.starts_with(&prefix) {
+                return Ok(out);
+            }
+            last.clone_from(&r);
+            out.push(
+                r.parse()
+                    .map_err(|e: pier_oci::NameError| AuthError::Internal(e.to_string()))?,
+            );
+        }
+        if done {
+            return Ok(out);
+        }
+    }
 }
 
+/// Delete a project that holds no manifests. Its repositories' leftovers (blob links of
+/// repositories whose manifests were all deleted) go with it, so a project created later
+/// under the same name starts empty.
 async fn delete_project(State(app): State<App>, caller: Caller, Path(project): Path<String>) -> Result {
     project_for(&app, &caller, &project, Action::DeleteProject).await?;
-    let repos = project_repos(&app, &project, 100).await?;
-    if !repos.is_empty() {
-        let more = if repos.len() == 100 { " (and more)" } else { "" };
+    let repos = project_repos(&app, &project).await?;
+    let mut full = Vec::new();
+    for r in &repos {
+        if app.meta.has_manifests(r).await? {
+            full.push(r.to_string());
+        }
+    }
+    if !full.is_empty() {
+        const SHOWN: usize = 20;
+        let more = if full.len() > SHOWN { ", …" } else { "" };
         return Err(AuthError::Conflict(format!(
-            "project {project} still holds {} repositories{more}: {}; delete their manifests first",
-            repos.len(),
-            repos.join(", ")
+            "project {project} still holds {} repositories with images: {}{more}; delete their manifests first",
+            full.len(),
+            full[..full.len().min(SHOWN)].join(", ")
         ))
         .into());
+    }
+    for r in &repos {
+        app.meta.delete_repository(r).await?;
     }
     if !app.auth.access().delete_project(&project).await? {
         return Err(AuthError::NotFound(format!("project {project} does not exist")).into());
@@ -419,10 +447,7 @@ async fn delete_project(State(app): State<App>, caller: Caller, Path(project): P
 async fn list_members(State(app): State<App>, caller: Caller, Path(project): Path<String>) -> Result {
     project_for(&app, &caller, &project, Action::ViewMembers).await?;
     let members = app.auth.access().members(&project).await?;
-    ok(members
-        .iter()
-        .map(|(u, r)| json!({ "user": u, "role": r }))
-        .collect())
+    ok(members.iter().map(|(u, r)| json!({ "user": u, "role": r })).collect())
 }
 
 #[derive(Deserialize)]
@@ -555,7 +580,14 @@ async fn create_robot(State(app): State<App>, caller: Caller, Path(project): Pat
     if !app.auth.access().create_robot(&record).await? {
         return Err(AuthError::Conflict(format!("robot {} exists", record.account())).into());
     }
-    record_event(&app, &caller, AuditAction::RobotCreate, Some(&project), Some(&record.account())).await;
+    record_event(
+        &app,
+        &caller,
+        AuditAction::RobotCreate,
+        Some(&project),
+        Some(&record.account()),
+    )
+    .await;
     let mut v = robot_json(&record);
     v["secret"] = json!(secret);
     Ok(json_response(StatusCode::CREATED, v))
@@ -617,7 +649,10 @@ async fn update_robot(
     }
     if let Some(e) = u.expires_at {
         r.expires_at = parse_expiry(e.as_deref())?;
-        changes.push(format!("expires_at={}", r.expires_at.map(rfc3339).unwrap_or("never".into())));
+        changes.push(format!(
+            "expires_at={}",
+            r.expires_at.map(rfc3339).unwrap_or("never".into())
+        ));
     }
     if !app.auth.access().update_robot(&r).await? {
         return Err(AuthError::NotFound(format!("robot {robot} does not exist in {project}")).into());
@@ -643,7 +678,14 @@ async fn rotate_robot(
         return Err(AuthError::NotFound(format!("robot {robot} does not exist in {project}")).into());
     }
     app.auth.credentials_changed();
-    record_event(&app, &caller, AuditAction::RobotRotate, Some(&project), Some(&r.account())).await;
+    record_event(
+        &app,
+        &caller,
+        AuditAction::RobotRotate,
+        Some(&project),
+        Some(&r.account()),
+    )
+    .await;
     let mut v = robot_json(&r);
     v["secret"] = json!(secret);
     ok(v)
@@ -659,7 +701,14 @@ async fn delete_robot(
         return Err(AuthError::NotFound(format!("robot {robot} does not exist in {project}")).into());
     }
     app.auth.credentials_changed();
-    record_event(&app, &caller, AuditAction::RobotDelete, Some(&project), Some(&r.account())).await;
+    record_event(
+        &app,
+        &caller,
+        AuditAction::RobotDelete,
+        Some(&project),
+        Some(&r.account()),
+    )
+    .await;
     no_content()
 }
 
@@ -695,7 +744,10 @@ async fn audit(State(app): State<App>, caller: Caller, uri: Uri) -> Result {
     };
     let number = |k: &str| -> std::result::Result<Option<u64>, AuthError> {
         text(k)
-            .map(|v| v.parse::<u64>().map_err(|_| AuthError::BadRequest(format!("{k}: {v:?} is not a number"))))
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| AuthError::BadRequest(format!("{k}: {v:?} is not a number")))
+            })
             .transpose()
     };
     let limit = number("limit")?.map_or(AUDIT_PAGE_DEFAULT, |l| (l as usize).clamp(1, AUDIT_PAGE_MAX));

@@ -74,7 +74,12 @@ pub(super) async fn catalog(app: &App, caller: &Caller, uri: &Uri) -> Result {
             let ok = match visible.get(project) {
                 Some(ok) => *ok,
                 None => {
-                    let ok = app.auth.grant(&caller.subject, project).await?.1.has(Action::ListCatalog);
+                    let ok = app
+                        .auth
+                        .grant(&caller.subject, project)
+                        .await?
+                        .1
+                        .has(Action::ListCatalog);
                     visible.insert(project.to_owned(), ok);
                     ok
                 }

@@ -157,7 +157,11 @@ pub async fn dispatch(State(app): State<App>, req: Request) -> Response {
     // Some clients escape the ':' of digests.
     let tail = percent_encoding::percent_decode_str(raw_tail).decode_utf8_lossy();
     let m = &parts.method;
-    let caller = match app.auth.authenticate(&parts.headers, client_addr(&parts.extensions)).await {
+    let caller = match app
+        .auth
+        .authenticate(&parts.headers, client_addr(&parts.extensions))
+        .await
+    {
         Ok(c) => c,
         Err(e) => return ApiError::from(e).into_response(),
     };

@@ -104,6 +104,12 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Remove a manifest and every tag pointing at it. False when it did not exist.
     async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError>;
 
+    /// Forget a repository that holds no manifests: its blob links and its catalog entry.
+    /// False (and nothing changed) when it still holds a manifest or does not exist.
+    async fn delete_repository(&self, repo: &RepoName) -> Result<bool, MetaError>;
+    /// Whether a repository holds any manifest.
+    async fn has_manifests(&self, repo: &RepoName) -> Result<bool, MetaError>;
+
     /// Tags of a repository in lexical order, after `last`, at most `n`; `None` when the
     /// repository is unknown.
     async fn list_tags(&self, repo: &RepoName, last: Option<&str>, n: usize) -> Result<Option<Vec<String>>, MetaError>;

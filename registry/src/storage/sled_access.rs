@@ -71,9 +71,7 @@ fn scan_prefix(tree: &sled::Tree, pfx: &[u8]) -> Result<Vec<(String, sled::IVec)
 }
 
 fn all<T: DeserializeOwned>(tree: &sled::Tree, what: &str) -> Result<Vec<T>, MetaError> {
-    tree.iter()
-        .map(|r| decode(what, &r.map_err(engine)?.1))
-        .collect()
+    tree.iter().map(|r| decode(what, &r.map_err(engine)?.1)).collect()
 }
 
 impl SledAccessStore {

@@ -244,6 +244,52 @@ impl MetaStore for SledMetaStore {
         .await
     }
 
+    async fn delete_repository(&self, repo: &RepoName) -> Result<bool, MetaError> {
+        let repo = repo.to_string();
+        self.write(move |t| {
+            let pfx = prefix(&[&repo]);
+            // sled transactions cannot scan, so the check runs just before; a manifest
+            // pushed in between keeps its blobs (the push links them again) and its tag.
+            if t.manifests
+                .scan_prefix(&pfx)
+                .next()
+                .transpose()
+                .map_err(engine)?
+                .is_some()
+            {
+                return Ok(false);
+            }
+            let links: Vec<sled::IVec> = scan_after(&t.links, &pfx, None)
+                .map(|kv| kv.map(|(k, _)| k).map_err(engine))
+                .collect::<Result<_, _>>()?;
+            (&t.repos, &t.links)
+                .transaction(|(repos, links_tree)| {
+                    if repos.remove(repo.as_bytes())?.is_none() {
+                        return Ok(false);
+                    }
+                    for k in &links {
+                        links_tree.remove(k)?;
+                    }
+                    Ok::<_, ConflictableTransactionError<MetaError>>(true)
+                })
+                .map_err(tx_engine)
+        })
+        .await
+    }
+
+    async fn has_manifests(&self, repo: &RepoName) -> Result<bool, MetaError> {
+        let pfx = prefix(&[repo.as_str()]);
+        self.run(move |t| {
+            Ok(t.manifests
+                .scan_prefix(pfx)
+                .next()
+                .transpose()
+                .map_err(engine)?
+                .is_some())
+        })
+        .await
+    }
+
     async fn list_tags(&self, repo: &RepoName, last: Option<&str>, n: usize) -> Result<Option<Vec<String>>, MetaError> {
         let repo = repo.to_string();
         let last = last.map(str::to_owned);

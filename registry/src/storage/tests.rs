@@ -256,6 +256,26 @@ async fn meta_store_suite(meta: Arc<dyn MetaStore>) {
         ["team/app/api/sub"]
     );
 
+    // A repository is forgotten only once it holds no manifest.
+    let g = repo("gone/x");
+    let m = record("gone", None, None);
+    meta.link_blob(&g, &d).await.unwrap();
+    meta.link_blob(&a_sub, &d).await.unwrap();
+    assert!(!meta.has_manifests(&g).await.unwrap());
+    meta.put_manifest(&g, &m, &[tag("v1")]).await.unwrap();
+    assert!(meta.has_manifests(&g).await.unwrap());
+    assert!(!meta.delete_repository(&g).await.unwrap(), "holds a manifest");
+    assert!(meta.blob_linked(&g, &d).await.unwrap());
+    assert!(meta.delete_manifest(&g, &m.digest).await.unwrap());
+    assert!(meta.delete_repository(&g).await.unwrap());
+    assert!(!meta.blob_linked(&g, &d).await.unwrap());
+    assert!(!meta.list_repos(None, 100).await.unwrap().contains(&"gone/x".to_owned()));
+    assert!(!meta.delete_repository(&g).await.unwrap(), "already gone");
+    assert!(
+        meta.blob_linked(&a_sub, &d).await.unwrap(),
+        "other repositories keep their links"
+    );
+
     // Upload records.
     let id = UploadId::new();
     assert_eq!(meta.get_upload(id).await.unwrap(), None);
@@ -325,4 +345,259 @@ async fn sled_meta_store_persists_and_checks_schema() {
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("opened a store of another schema version"),
     }
+}
+
+fn user(name: &str) -> UserRecord {
+    UserRecord {
+        name: name.into(),
+        password_hash: format!("hash of {name}"),
+        admin: false,
+        created: 1,
+    }
+}
+
+fn project(name: &str) -> ProjectRecord {
+    ProjectRecord {
+        name: name.into(),
+        public: false,
+        created: 1,
+    }
+}
+
+fn robot(project: &str, name: &str) -> RobotRecord {
+    RobotRecord {
+        project: project.into(),
+        name: name.into(),
+        description: String::new(),
+        secret_sha256: "00".into(),
+        permissions: vec![crate::auth::Action::Pull],
+        disabled: false,
+        expires_at: None,
+        created: 1,
+    }
+}
+
+/// The `AccessStore` contract.
+async fn access_store_suite(s: Arc<dyn AccessStore>) {
+    use crate::auth::Role;
+    // Users.
+    assert!(s.create_user(&user("bob")).await.unwrap());
+    assert!(!s.create_user(&user("bob")).await.unwrap(), "names are unique");
+    let mut bob = s.user("bob").await.unwrap().unwrap();
+    bob.admin = true;
+    assert!(s.update_user(&bob).await.unwrap());
+    assert!(s.user("bob").await.unwrap().unwrap().admin);
+    assert!(!s.update_user(&user("nobody")).await.unwrap());
+    assert!(s.create_user(&user("amy")).await.unwrap());
+    let names: Vec<String> = s.users().await.unwrap().into_iter().map(|u| u.name).collect();
+    assert_eq!(names, ["amy", "bob"]);
+
+    // Projects, with the creator as project admin.
+    assert!(s.create_project(&project("p"), Some("bob")).await.unwrap());
+    assert!(!s.create_project(&project("p"), None).await.unwrap());
+    assert_eq!(s.role("p", "bob").await.unwrap(), Some(Role::ProjectAdmin));
+    let mut p = s.project("p").await.unwrap().unwrap();
+    p.public = true;
+    assert!(s.update_project(&p).await.unwrap());
+    assert!(s.project("p").await.unwrap().unwrap().public);
+    assert!(s.create_project(&project("q"), None).await.unwrap());
+
+    // Members, seen from both sides.
+    assert_eq!(s.set_member("p", "amy", Role::Guest).await.unwrap(), SetMember::Added);
+    assert_eq!(
+        s.set_member("p", "amy", Role::Developer).await.unwrap(),
+        SetMember::Changed(Role::Guest)
+    );
+    assert_eq!(
+        s.set_member("p", "ghost", Role::Guest).await.unwrap(),
+        SetMember::NoUser
+    );
+    assert_eq!(
+        s.set_member("zz", "amy", Role::Guest).await.unwrap(),
+        SetMember::NoProject
+    );
+    s.set_member("q", "amy", Role::LimitedGuest).await.unwrap();
+    assert_eq!(
+        s.members("p").await.unwrap(),
+        [
+            ("amy".to_owned(), Role::Developer),
+            ("bob".to_owned(), Role::ProjectAdmin)
+        ]
+    );
+    assert_eq!(
+        s.memberships("amy").await.unwrap(),
+        [("p".to_owned(), Role::Developer), ("q".to_owned(), Role::LimitedGuest)]
+    );
+    assert!(s.remove_member("q", "amy").await.unwrap());
+    assert!(!s.remove_member("q", "amy").await.unwrap());
+    assert_eq!(s.role("q", "amy").await.unwrap(), None);
+
+    // Robots live in existing projects.
+    assert!(s.create_robot(&robot("p", "ci")).await.unwrap());
+    assert!(!s.create_robot(&robot("p", "ci")).await.unwrap());
+    assert!(!s.create_robot(&robot("zz", "ci")).await.unwrap(), "no such project");
+    let mut r = s.robot("p", "ci").await.unwrap().unwrap();
+    assert_eq!(r.account(), "robot$p+ci");
+    r.disabled = true;
+    assert!(s.update_robot(&r).await.unwrap());
+    assert!(s.robot("p", "ci").await.unwrap().unwrap().disabled);
+    assert!(s.create_robot(&robot("q", "ci")).await.unwrap());
+    assert_eq!(s.robots("p").await.unwrap().len(), 1);
+
+    // Deleting a user drops their memberships; deleting a project its members and robots.
+    assert!(s.delete_user("amy").await.unwrap());
+    assert!(!s.delete_user("amy").await.unwrap());
+    assert_eq!(s.role("p", "amy").await.unwrap(), None);
+    assert!(s.memberships("amy").await.unwrap().is_empty());
+    assert!(s.delete_project("p").await.unwrap());
+    assert!(!s.delete_project("p").await.unwrap());
+    assert!(s.members("p").await.unwrap().is_empty());
+    assert!(s.robots("p").await.unwrap().is_empty());
+    assert!(s.memberships("bob").await.unwrap().is_empty());
+    assert_eq!(s.robots("q").await.unwrap().len(), 1, "other projects keep theirs");
+    assert!(s.create_project(&project("p"), None).await.unwrap());
+    assert!(
+        s.members("p").await.unwrap().is_empty(),
+        "a new project of the same name starts empty"
+    );
+
+    // First-start setup runs once.
+    let admin = UserRecord {
+        admin: true,
+        ..user("admin")
+    };
+    assert!(s.bootstrap(&admin, &[project("library")]).await.unwrap());
+    assert!(s.user("admin").await.unwrap().unwrap().admin);
+    assert!(s.delete_project("library").await.unwrap());
+    assert!(!s.bootstrap(&admin, &[project("library")]).await.unwrap());
+    assert!(s.project("library").await.unwrap().is_none());
+}
+
+fn event(time: u64, actor: &str, action: AuditAction, project: Option<&str>) -> AuditEvent {
+    AuditEvent {
+        time,
+        actor: actor.into(),
+        actor_kind: ActorKind::User,
+        action,
+        project: project.map(str::to_owned),
+        repository: None,
+        reference: None,
+        digest: None,
+        target: None,
+        client: "127.0.0.1".into(),
+        result: Outcome::Success,
+        detail: None,
+    }
+}
+
+/// The `AuditLog` contract.
+async fn audit_log_suite(log: Arc<dyn AuditLog>) {
+    let q = |limit| AuditQuery {
+        limit,
+        ..Default::default()
+    };
+    assert_eq!(
+        log.query(&q(10), 1000).await.unwrap(),
+        AuditPage {
+            events: vec![],
+            next: None
+        }
+    );
+    let mut events = Vec::new();
+    for t in 0..10u64 {
+        let action = if t % 2 == 0 {
+            AuditAction::Push
+        } else {
+            AuditAction::Pull
+        };
+        let actor = if t < 5 { "amy" } else { "bob" };
+        events.push(event(100 + t, actor, action, Some(if t % 3 == 0 { "p" } else { "q" })));
+    }
+    log.append(events[..4].to_vec()).await.unwrap();
+    log.append(events[4..].to_vec()).await.unwrap();
+    log.flush().await.unwrap();
+
+    // Newest first, ids decreasing, pages chained by `before`.
+    let all = log.query(&q(100), 1000).await.unwrap();
+    assert_eq!(all.next, None);
+    let times: Vec<u64> = all.events.iter().map(|(_, e)| e.time).collect();
+    assert_eq!(times, (100..110).rev().collect::<Vec<_>>());
+    assert!(all.events.windows(2).all(|w| w[0].0 > w[1].0));
+    let first = log.query(&q(4), 1000).await.unwrap();
+    assert_eq!(first.events.len(), 4);
+    let second = log
+        .query(
+            &AuditQuery {
+                before: first.next,
+                ..q(4)
+            },
+            1000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.events[0].1.time, 105);
+
+    // Filters narrow together.
+    let f = AuditQuery {
+        actor: Some("bob".into()),
+        action: Some(AuditAction::Push),
+        ..q(100)
+    };
+    let times: Vec<u64> = log
+        .query(&f, 1000)
+        .await
+        .unwrap()
+        .events
+        .iter()
+        .map(|(_, e)| e.time)
+        .collect();
+    assert_eq!(times, [108, 106]);
+    let f = AuditQuery {
+        project: Some("p".into()),
+        since: Some(103),
+        until: Some(109),
+        ..q(100)
+    };
+    let times: Vec<u64> = log
+        .query(&f, 1000)
+        .await
+        .unwrap()
+        .events
+        .iter()
+        .map(|(_, e)| e.time)
+        .collect();
+    assert_eq!(times, [106, 103]);
+
+    // A scan that stops early says where to go on.
+    let f = AuditQuery {
+        actor: Some("amy".into()),
+        ..q(100)
+    };
+    let short = log.query(&f, 3).await.unwrap();
+    assert!(short.events.is_empty());
+    let rest = log
+        .query(
+            &AuditQuery {
+                before: short.next,
+                ..f.clone()
+            },
+            1000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(rest.events.len(), 5);
+
+    // Retention.
+    assert_eq!(log.purge_before(105).await.unwrap(), 5);
+    let left = log.query(&q(100), 1000).await.unwrap();
+    assert_eq!(left.events.len(), 5);
+    assert_eq!(left.events.last().unwrap().1.time, 105);
+}
+
+#[tokio::test]
+async fn sled_access_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledMetaStore::open(dir.path()).unwrap().access_store().unwrap();
+    access_store_suite(Arc::new(store.clone())).await;
+    audit_log_suite(Arc::new(store)).await;
 }
