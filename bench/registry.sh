@@ -4,6 +4,9 @@
 #   bash bench/registry.sh [BLOB_MIB]
 # Measures: manifest GET requests/s (wrk, 16 connections), single-stream blob upload and
 # download (curl, monolithic POST / GET), idle RSS. Prints a Markdown table.
+# pier runs with access control on (its only mode): pushes go in as admin over Basic auth,
+# anonymous manifest GETs read the public project `library`, and one more wrk run reads a
+# private project with a Bearer token, as docker does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BLOB_MIB=${1:-1024}
@@ -19,7 +22,9 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 PIER_PORT=5101; DIST_PORT=5102
-"$PIER" serve --listen 127.0.0.1:$PIER_PORT --data-dir "$work/pier" --log warn >"$work/pier.log" 2>&1 & pids+=($!)
+ADMIN_PASSWORD=bench-admin-password
+REPO=library/bench
+PIER_ADMIN_PASSWORD=$ADMIN_PASSWORD "$PIER" serve --listen 127.0.0.1:$PIER_PORT --data-dir "$work/pier" --log warn >"$work/pier.log" 2>&1 & pids+=($!)
 pier_pid=$!
 cat >"$work/dist.yml" <<YML
 version: 0.1
@@ -30,7 +35,7 @@ YML
 docker-registry serve "$work/dist.yml" >"$work/dist.log" 2>&1 & pids+=($!)
 dist_pid=$!
 for port in $PIER_PORT $DIST_PORT; do
-  for _ in $(seq 100); do curl -sf "127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
+  for _ in $(seq 100); do curl -s -o /dev/null "127.0.0.1:$port/v2/" && break; sleep 0.1; done
 done
 sleep 1
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
@@ -41,21 +46,28 @@ blob_digest="sha256:$(sha256sum "$work/blob" | cut -d' ' -f1)"
 printf '{}' >"$work/config"
 config_digest="sha256:$(sha256sum "$work/config" | cut -d' ' -f1)"
 
-push_blob() { # port file digest -> seconds of the PUT that carries the bytes
+auth=()
+push_blob() { # port file digest [repo] -> seconds of the PUT that carries the bytes
   # The same flow on both registries (distribution 2.8 has no monolithic POST): open a
   # session, then one PUT with the whole body.
-  local loc sep
-  loc=$(curl -sf -D - -o /dev/null -X POST "127.0.0.1:$1/v2/bench/app/blobs/uploads/" \
+  local loc sep repo=${4:-$REPO}
+  loc=$(curl -sf "${auth[@]}" -D - -o /dev/null -X POST "127.0.0.1:$1/v2/$repo/blobs/uploads/" \
     | awk 'tolower($1)=="location:" {print $2}' | tr -d '\r')
   case "$loc" in http*) ;; *) loc="http://127.0.0.1:$1$loc" ;; esac
   sep='?'; case "$loc" in *\?*) sep='&' ;; esac
-  curl -sf -o /dev/null -w '%{time_total}' -X PUT -H 'Content-Type: application/octet-stream' \
+  curl -sf "${auth[@]}" -o /dev/null -w '%{time_total}' -X PUT -H 'Content-Type: application/octet-stream' \
     -T "$2" "${loc}${sep}digest=$3"
+}
+put_manifest() { # port repo
+  curl -sf "${auth[@]}" -o /dev/null -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
+    --data "$manifest" "127.0.0.1:$1/v2/$2/manifests/v1"
 }
 
 results=()
+token_rps=""
 for which in pier dist; do
-  port=$PIER_PORT; [ $which = dist ] && port=$DIST_PORT
+  port=$PIER_PORT; auth=(-u "admin:$ADMIN_PASSWORD")
+  [ $which = dist ] && { port=$DIST_PORT; auth=(); }
   # Start each registry's upload from a clean page cache: the previous run's gigabyte is
   # still being written back otherwise, and both registries would pay for it unevenly.
   sync; sleep 2
@@ -63,12 +75,23 @@ for which in pier dist; do
   push_blob $port "$work/config" "$config_digest" >/dev/null
   manifest=$(printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":2},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"%s","size":%d}]}' \
     "$config_digest" "$blob_digest" $((BLOB_MIB * 1024 * 1024)))
-  curl -sf -o /dev/null -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
-    --data "$manifest" "127.0.0.1:$port/v2/bench/app/manifests/v1"
-  down=$(curl -sf -o /dev/null -w '%{time_total}' "127.0.0.1:$port/v2/bench/app/blobs/$blob_digest")
+  put_manifest $port $REPO
+  down=$(curl -sf -o /dev/null -w '%{time_total}' "127.0.0.1:$port/v2/$REPO/blobs/$blob_digest")
   rps=$(wrk -t2 -c16 -d${WRK_SECONDS}s -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
-    "http://127.0.0.1:$port/v2/bench/app/manifests/v1" | awk '/Requests\/sec/ {print $2}')
+    "http://127.0.0.1:$port/v2/$REPO/manifests/v1" | awk '/Requests\/sec/ {print $2}')
   results+=("$which $up $down $rps")
+  if [ $which = pier ]; then
+    # The same GET on a private project, with the token docker would use.
+    curl -sf "${auth[@]}" -o /dev/null -X POST "127.0.0.1:$port/api/v1/projects" -d '{"name":"private"}'
+    push_blob $port "$work/config" "$config_digest" private/bench >/dev/null
+    curl -sf "${auth[@]}" -o /dev/null -X POST "127.0.0.1:$port/v2/private/bench/blobs/uploads/?mount=$blob_digest&from=$REPO"
+    put_manifest $port private/bench
+    token=$(curl -sf "${auth[@]}" "127.0.0.1:$port/service/token?service=pier&scope=repository:private/bench:pull" \
+      | sed 's/.*"token":"\([^"]*\)".*/\1/')
+    token_rps=$(wrk -t2 -c16 -d${WRK_SECONDS}s -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+      -H "Authorization: Bearer $token" "http://127.0.0.1:$port/v2/private/bench/manifests/v1" \
+      | awk '/Requests\/sec/ {print $2}')
+  fi
 done
 
 mib=$BLOB_MIB
@@ -82,3 +105,5 @@ for r in "${results[@]}"; do
     gb = mib * 1048576 / 1e9;
     printf "| %s | %.0f | %.2f | %.2f | %.1f |\n", n, rps, gb / up, gb / down, idle / 1024 }'
 done
+echo
+echo "pier manifest GET on a private project with a Bearer token (c16): $token_rps req/s"
