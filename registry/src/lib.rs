@@ -91,7 +91,8 @@ impl Registry {
             source,
         })?;
         let access = Arc::new(access);
-        let auth = Auth::open(data_dir, access.clone(), access, auth)
+        let cached = Arc::new(storage::CachedAccess::new(access.clone()));
+        let auth = Auth::open(data_dir, cached, access, auth)
             .await
             .map_err(|source| OpenError::Auth {
                 path: data_dir.display().to_string(),

@@ -9,6 +9,7 @@
 mod access;
 mod audit;
 mod blob;
+mod cached_access;
 mod fs;
 mod keys;
 mod meta;
@@ -19,6 +20,7 @@ mod tests;
 
 pub use access::{AccessStore, ProjectRecord, ROBOT_PREFIX, RobotRecord, SetMember, UserRecord, robot_account};
 pub use audit::{ActorKind, AuditAction, AuditEvent, AuditLog, AuditPage, AuditQuery, Outcome};
+pub use cached_access::CachedAccess;
 pub use blob::{BlobError, BlobStore, ByteStream, UploadId};
 pub use fs::FsBlobStore;
 pub use meta::{ManifestRecord, MetaError, MetaStore, Referrer, UploadRecord};

@@ -601,3 +601,10 @@ async fn sled_access_store_conforms() {
     access_store_suite(Arc::new(store.clone())).await;
     audit_log_suite(Arc::new(store)).await;
 }
+
+#[tokio::test]
+async fn cached_access_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledMetaStore::open(dir.path()).unwrap().access_store().unwrap();
+    access_store_suite(Arc::new(CachedAccess::new(Arc::new(store)))).await;
+}
