@@ -75,7 +75,8 @@ pub struct Registry {
 
 impl Registry {
     /// The embedded default: `DATA/blobs`, `DATA/uploads`, `DATA/meta` (sled: registry
-    /// metadata, users, projects, robots, audit log) and the token signing key.
+    /// metadata, users, projects, robots), `DATA/audit` (the audit log) and the token
+    /// signing key.
     pub async fn open(data_dir: &Path, auth: AuthConfig) -> Result<Registry, OpenError> {
         let blobs = FsBlobStore::open(data_dir).map_err(|source| OpenError::Blobs {
             path: data_dir.display().to_string(),
@@ -90,9 +91,13 @@ impl Registry {
             path: meta_dir.display().to_string(),
             source,
         })?;
-        let access = Arc::new(access);
-        let cached = Arc::new(storage::CachedAccess::new(access.clone()));
-        let auth = Auth::open(data_dir, cached, access, auth)
+        let cached = Arc::new(storage::CachedAccess::new(Arc::new(access)));
+        let audit_dir = data_dir.join("audit");
+        let audit = storage::FileAuditLog::open(&audit_dir).map_err(|source| OpenError::Meta {
+            path: audit_dir.display().to_string(),
+            source,
+        })?;
+        let auth = Auth::open(data_dir, cached, Arc::new(audit), auth)
             .await
             .map_err(|source| OpenError::Auth {
                 path: data_dir.display().to_string(),

@@ -366,6 +366,14 @@ async fn scope_escalation_yields_a_token_without_the_extra_actions() {
             .any(|e| e["result"] == "denied" && e["repository"] == "team/app"),
         "{denied:?}"
     );
+    // The token request itself is on record as denied, with what was refused.
+    let tokens = r.audit("action=token&user=gus").await;
+    let t = tokens
+        .iter()
+        .find(|e| e["result"] == "denied")
+        .expect("denied token event");
+    let detail = t["detail"].as_str().unwrap();
+    assert!(detail.contains("refused repository:team/app:push,delete,*"), "{detail}");
     // A developer asking for the same gets push; the system admin gets everything.
     let dev = r.user("dee", "team", "developer").await;
     let t = r.bearer(&dev, &["repository:team/app:pull,push,delete"]).await;

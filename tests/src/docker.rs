@@ -4,8 +4,10 @@
 //! panics, since the value is dropped while unwinding.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::{Finished, run_with_input, run_with_timeout};
 
 /// How long dockerd may take to answer (it is ready in well under a second here).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -14,8 +16,6 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long one docker client command may take (pulls and pushes here are a few MB over
 /// loopback; a hang must fail the test, not stall it).
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(180);
-/// How often a running command is checked for exit.
-const POLL: Duration = Duration::from_millis(50);
 
 /// The docker client used: Debian's docker.io client at `/usr/bin/docker`, the same release
 /// (20.10) as its dockerd, so nothing depends on API-version negotiation or on a newer
@@ -28,67 +28,6 @@ pub fn docker_client() -> PathBuf {
     } else {
         crate::which("docker").expect("a docker client")
     }
-}
-
-/// What a finished command printed.
-#[derive(Debug)]
-pub struct Finished {
-    /// Its exit status.
-    pub status: ExitStatus,
-    /// Its standard output.
-    pub stdout: String,
-    /// Its standard error.
-    pub stderr: String,
-}
-
-/// Run `cmd` with stdin closed, killing it after `timeout`; panics if it cannot start or
-/// times out. Output goes through temporary files, so a chatty command cannot block on a
-/// full pipe while it is being waited for.
-pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Finished {
-    let out = tempfile::tempfile().expect("stdout file");
-    let err = tempfile::tempfile().expect("stderr file");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().expect("stdout file"))
-        .stderr(err.try_clone().expect("stderr file"))
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {timeout:?}");
-        }
-        std::thread::sleep(POLL);
-    };
-    let read = |mut f: std::fs::File| {
-        use std::io::{Read, Seek};
-        let mut s = Vec::new();
-        f.rewind().and_then(|()| f.read_to_end(&mut s)).expect("read output");
-        String::from_utf8_lossy(&s).into_owned()
-    };
-    Finished {
-        status,
-        stdout: read(out),
-        stderr: read(err),
-    }
-}
-
-/// [`run_with_timeout`], panicking with the output unless the command succeeds; stdout.
-pub fn run_ok(cmd: &mut Command, timeout: Duration) -> String {
-    let f = run_with_timeout(cmd, timeout);
-    assert!(
-        f.status.success(),
-        "{cmd:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
-        f.status,
-        f.stdout,
-        f.stderr
-    );
-    f.stdout
 }
 
 /// A running dockerd.
@@ -196,6 +135,58 @@ impl Dockerd {
             f.stdout
         );
         format!("{}{}", f.stderr, f.stdout)
+    }
+
+    /// `docker login HOST -u USER --password-stdin`: the secret goes in on stdin, the name
+    /// as one argument (robot names hold `$`; no shell is involved). The credentials land in
+    /// this daemon's own client config. Returns how it went.
+    pub fn login(&self, host: &str, user: &str, secret: &str) -> Finished {
+        run_with_input(
+            self.docker().args(["login", host, "-u", user, "--password-stdin"]),
+            Some(secret.as_bytes()),
+            COMMAND_TIMEOUT,
+        )
+    }
+
+    /// [`Dockerd::login`] that must succeed.
+    pub fn login_ok(&self, host: &str, user: &str, secret: &str) {
+        let f = self.login(host, user, secret);
+        assert!(
+            f.status.success() && f.stdout.contains("Login Succeeded"),
+            "docker login {host} as {user} failed with {}\nstdout:\n{}\nstderr:\n{}\ndockerd log tail:\n{}",
+            f.status,
+            f.stdout,
+            f.stderr,
+            self.log_tail()
+        );
+    }
+
+    /// `docker login` as the system admin.
+    pub fn login_admin(&self, host: &str) {
+        self.login_ok(host, crate::ADMIN_USER, crate::ADMIN_PASSWORD);
+    }
+
+    /// `docker logout HOST`: later commands are anonymous.
+    pub fn logout(&self, host: &str) {
+        self.run(&["logout", host]);
+    }
+
+    /// Import a root filesystem holding only the static hello binary of `arch` (no internet,
+    /// so no base image) as `image`, with `/hello` as its entrypoint. `work` holds the tar.
+    pub fn import_hello(&self, work: &Path, arch: &crate::images::Arch, image: &str) {
+        let rootfs = work.join(format!("rootfs-{}.tar", arch.architecture));
+        std::fs::write(
+            &rootfs,
+            crate::images::tar_with("hello", &crate::images::hello_binary(arch)),
+        )
+        .expect("rootfs tar");
+        self.run(&[
+            "import",
+            "--change",
+            r#"ENTRYPOINT ["/hello"]"#,
+            rootfs.to_str().expect("UTF-8 temp path"),
+            image,
+        ]);
     }
 
     /// What dockerd logged.

@@ -112,7 +112,7 @@ pub fn require_zig(test: &str) -> bool {
     if !crate::require_tools(test, &["python3"]) {
         return false;
     }
-    let ok = crate::docker::run_with_timeout(
+    let ok = crate::run_with_timeout(
         Command::new("python3").args(["-m", "ziglang", "version"]),
         Duration::from_secs(60),
     )
@@ -138,7 +138,7 @@ fn compile(target: &str, flags: &[&str], out: &Path) {
     let src = work.path().join("hello.c");
     std::fs::write(&src, HELLO_C).expect("write hello.c");
     let tmp = work.path().join("hello");
-    crate::docker::run_ok(
+    crate::run_ok(
         Command::new("python3")
             .args(["-m", "ziglang", "cc", "-target", target])
             .args(ZIG_FLAGS)
@@ -321,6 +321,54 @@ pub fn build_layout(dir: &Path, tag: &str, arches: &[Arch]) -> Layout {
         tag: tag.to_owned(),
         index_digest: index["digest"].as_str().expect("digest").to_owned(),
     }
+}
+
+/// `skopeo copy --all --preserve-digests` of the layout's tag to `docker://{dest}` over
+/// plain HTTP, with `--dest-creds creds` when given (`user:secret`), else anonymously.
+/// `--preserve-digests`: skopeo must fail rather than quietly rewrite a manifest. `work` is
+/// where skopeo keeps its policy and (empty) auth file. Returns how it went.
+pub fn copy_layout(work: &Path, layout: &Layout, dest: &str, creds: Option<&str>) -> crate::Finished {
+    let mut cmd = crate::skopeo(work);
+    cmd.args(["copy", "--all", "--preserve-digests", "--dest-tls-verify=false"]);
+    if let Some(creds) = creds {
+        cmd.args(["--dest-creds", creds]);
+    }
+    cmd.arg(format!("oci:{}:{}", layout.dir.display(), layout.tag))
+        .arg(format!("docker://{dest}"));
+    crate::run_with_timeout(&mut cmd, crate::SKOPEO_TIMEOUT)
+}
+
+/// [`copy_layout`] that must succeed.
+pub fn push_layout(work: &Path, layout: &Layout, dest: &str, creds: Option<&str>) {
+    let f = copy_layout(work, layout, dest, creds);
+    assert!(
+        f.status.success(),
+        "skopeo copy of {} to {dest} failed with {}\nstdout:\n{}\nstderr:\n{}",
+        layout.dir.display(),
+        f.status,
+        f.stdout,
+        f.stderr
+    );
+}
+
+/// `os/architecture[/variant]` of every entry of an image index, in order.
+pub fn index_platforms(index: &Value) -> Vec<String> {
+    index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .map(|m| {
+            let p = &m["platform"];
+            let (os, arch) = (
+                p["os"].as_str().expect("os"),
+                p["architecture"].as_str().expect("architecture"),
+            );
+            match p["variant"].as_str() {
+                Some(v) => format!("{os}/{arch}/{v}"),
+                None => format!("{os}/{arch}"),
+            }
+        })
+        .collect()
 }
 
 /// The blob digests (`sha256:…`) a layout directory holds.

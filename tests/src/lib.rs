@@ -4,15 +4,28 @@
 
 pub mod containerd;
 pub mod docker;
+pub mod helm;
 pub mod images;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+
+use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 /// How long a freshly started pier may take to answer `/healthz`.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// The system admin every test server bootstraps with.
+pub const ADMIN_USER: &str = "admin";
+/// The `admin` password every test server bootstraps with (`PIER_ADMIN_PASSWORD`).
+pub const ADMIN_PASSWORD: &str = "e2e-admin-Secret-1";
+/// How long one management API call may take.
+pub const API_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one skopeo command may take (a few MB over loopback).
+pub const SKOPEO_TIMEOUT: Duration = Duration::from_secs(180);
+/// How often a running command is checked for exit.
+const POLL: Duration = Duration::from_millis(20);
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
@@ -101,6 +114,7 @@ impl Pier {
         let child = Command::new(pier_bin())
             .args(["serve", "--listen", &addr.to_string(), "--data-dir"])
             .arg(data_dir)
+            .env("PIER_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log"))
             .stderr(log_file)
@@ -170,6 +184,97 @@ impl Pier {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Create project `name` as the system admin (201). A project that already exists (409)
+    /// is fine: tests that restart pier over the same data may ask again.
+    pub fn create_project(&self, name: &str, public: bool) {
+        let r = admin_client(API_TIMEOUT)
+            .post(format!("{}/api/v1/projects", self.url()))
+            .json(&json!({ "name": name, "public": public }))
+            .send()
+            .unwrap_or_else(|e| panic!("POST /api/v1/projects {name}: {e}"));
+        let status = r.status();
+        assert!(
+            status == reqwest::StatusCode::CREATED || status == reqwest::StatusCode::CONFLICT,
+            "create project {name}: {status}: {}\npier log:\n{}",
+            r.text().unwrap_or_default(),
+            self.log_text()
+        );
+    }
+
+    /// A management API call as the system admin that must answer `want`; its JSON body
+    /// (`null` when empty).
+    pub fn admin_api(&self, method: reqwest::Method, path: &str, body: Option<Value>, want: u16) -> Value {
+        api_call(&admin_client(API_TIMEOUT), &self.url(), method, path, body, want)
+    }
+
+    /// Create user `name` (not a system admin).
+    pub fn create_user(&self, name: &str, password: &str) {
+        self.admin_api(
+            reqwest::Method::POST,
+            "/api/v1/users",
+            Some(json!({ "name": name, "password": password })),
+            201,
+        );
+    }
+
+    /// Give `user` `role` in `project` (`project_admin`, `maintainer`, `developer`, `guest`,
+    /// `limited_guest`).
+    pub fn add_member(&self, project: &str, user: &str, role: &str) {
+        let r = admin_client(API_TIMEOUT)
+            .post(format!("{}/api/v1/projects/{project}/members", self.url()))
+            .json(&json!({ "user": user, "role": role }))
+            .send()
+            .unwrap_or_else(|e| panic!("POST members of {project}: {e}"));
+        let status = r.status().as_u16();
+        assert!(
+            status == 201 || status == 200,
+            "add {user} as {role} to {project}: {status}: {}",
+            r.text().unwrap_or_default()
+        );
+    }
+
+    /// Create robot `name` in `project` with `permissions`; its full name
+    /// (`robot$<project>+<name>`) and its secret.
+    pub fn create_robot(&self, project: &str, name: &str, permissions: &[&str]) -> (String, String) {
+        let v = self.admin_api(
+            reqwest::Method::POST,
+            &format!("/api/v1/projects/{project}/robots"),
+            Some(json!({ "name": name, "permissions": permissions })),
+            201,
+        );
+        let full = v["name"].as_str().unwrap_or_else(|| panic!("robot without name: {v}"));
+        assert_eq!(full, format!("robot${project}+{name}"), "{v}");
+        let secret = v["secret"]
+            .as_str()
+            .unwrap_or_else(|| panic!("robot without secret: {v}"));
+        (full.to_owned(), secret.to_owned())
+    }
+
+    /// Every audit event (newest first), read as the system admin page by page.
+    pub fn audit(&self) -> Vec<Value> {
+        let mut events = Vec::new();
+        let mut before: Option<i64> = None;
+        for _ in 0..1000 {
+            let path = match before {
+                Some(b) => format!("/api/v1/audit?limit=1000&before={b}"),
+                None => "/api/v1/audit?limit=1000".to_owned(),
+            };
+            let page = self.admin_api(reqwest::Method::GET, &path, None, 200);
+            events.extend(
+                page["events"]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("audit page without events: {page}"))
+                    .iter()
+                    .cloned(),
+            );
+            match page["next"].as_i64() {
+                Some(n) => before = Some(n),
+                None => return events,
+            }
+        }
+        panic!("audit log: more than 1000 pages");
+    }
+
     /// `kill -9`: no chance to flush anything.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -211,6 +316,107 @@ pub fn run(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What a finished command printed.
+#[derive(Debug)]
+pub struct Finished {
+    /// Its exit status.
+    pub status: ExitStatus,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+}
+
+impl Finished {
+    /// stderr then stdout, for matching error messages wherever a client prints them.
+    pub fn output(&self) -> String {
+        format!("{}{}", self.stderr, self.stdout)
+    }
+}
+
+/// Run `cmd` with stdin closed, killing it after `timeout`; panics if it cannot start or
+/// times out. Output goes through temporary files, so a chatty command cannot block on a
+/// full pipe while it is being waited for.
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Finished {
+    run_with_input(cmd, None, timeout)
+}
+
+/// [`run_with_timeout`], with `input` (e.g. a password for `--password-stdin`) as stdin
+/// when given, else stdin closed.
+pub fn run_with_input(cmd: &mut Command, input: Option<&[u8]>, timeout: Duration) -> Finished {
+    let out = tempfile::tempfile().expect("stdout file");
+    let err = tempfile::tempfile().expect("stderr file");
+    let mut child = cmd
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(out.try_clone().expect("stdout file"))
+        .stderr(err.try_clone().expect("stderr file"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    if let Some(input) = input {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().expect("stdin");
+        // A command that exits without reading all of it is judged by its exit status.
+        let _ = stdin.write_all(input);
+    }
+    let read = |mut f: &std::fs::File| {
+        use std::io::{Read, Seek};
+        let mut s = Vec::new();
+        f.rewind().and_then(|()| f.read_to_end(&mut s)).expect("read output");
+        String::from_utf8_lossy(&s).into_owned()
+    };
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} did not finish within {timeout:?}\nstdout:\n{}\nstderr:\n{}",
+                read(&out),
+                read(&err)
+            );
+        }
+        std::thread::sleep(POLL);
+    };
+    Finished {
+        status,
+        stdout: read(&out),
+        stderr: read(&err),
+    }
+}
+
+/// [`run_with_timeout`], panicking with the output unless the command succeeds; stdout.
+pub fn run_ok(cmd: &mut Command, timeout: Duration) -> String {
+    let f = run_with_timeout(cmd, timeout);
+    assert!(
+        f.status.success(),
+        "{cmd:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
+        f.status,
+        f.stdout,
+        f.stderr
+    );
+    f.stdout
+}
+
+/// skopeo with a policy of our own (accept anything: the test images are ours and
+/// unsigned) and an auth file of its own under `dir`, so neither the host's
+/// /etc/containers/policy.json nor anyone's stored registry credentials can make a test
+/// pass or fail. Credentials are given per command (`--creds`, `--src-creds`, `--dest-creds`).
+pub fn skopeo(dir: &Path) -> Command {
+    let policy = dir.join("policy.json");
+    if !policy.exists() {
+        std::fs::write(&policy, r#"{"default":[{"type":"insecureAcceptAnything"}]}"#).expect("policy.json");
+    }
+    let mut c = Command::new("skopeo");
+    c.arg("--policy")
+        .arg(policy)
+        .env("REGISTRY_AUTH_FILE", dir.join("skopeo-auth.json"))
+        .env("DOCKER_CONFIG", dir.join("skopeo-docker"));
+    c
 }
 
 /// sha256 of a file, streaming, as `sha256:hex`.
@@ -277,6 +483,79 @@ pub fn unmount_under(dir: &Path) {
         .status();
 }
 
+/// A management API call with `client` that must answer `want`; its JSON body (`null`
+/// when empty).
+pub fn api_call(
+    client: &reqwest::blocking::Client,
+    base: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+    want: u16,
+) -> Value {
+    let mut req = client.request(method.clone(), format!("{base}{path}"));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let status = r.status().as_u16();
+    let text = r.text().unwrap_or_default();
+    assert_eq!(status, want, "{method} {path}: {text}");
+    if text.is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}"))
+}
+
+/// Standard base64 (with padding), for Basic credentials.
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | (u32::from(b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The `Authorization` header value for HTTP Basic: `Basic base64(user:secret)`.
+pub fn basic(user: &str, secret: &str) -> String {
+    format!("Basic {}", base64(format!("{user}:{secret}").as_bytes()))
+}
+
+/// `user:password` of the system admin, as skopeo's `--creds` and ctr's `--user` take it.
+pub fn admin_creds() -> String {
+    format!("{ADMIN_USER}:{ADMIN_PASSWORD}")
+}
+
+/// [`http_client`] that sends `authorization` on every request.
+pub fn client_with_auth(timeout: Duration, authorization: &str) -> reqwest::blocking::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut value = reqwest::header::HeaderValue::from_str(authorization).expect("authorization header");
+    value.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(timeout)
+        .default_headers(headers)
+        .build()
+        .expect("http client")
+}
+
+/// [`http_client`] that authenticates every request as the system admin (HTTP Basic).
+pub fn admin_client(timeout: Duration) -> reqwest::blocking::Client {
+    client_with_auth(timeout, &basic(ADMIN_USER, ADMIN_PASSWORD))
+}
+
 /// An HTTP client for talking to pier: no proxy (the environment may set one; all traffic
 /// here is loopback) and a per-request timeout.
 pub fn http_client(timeout: Duration) -> reqwest::blocking::Client {
@@ -331,4 +610,24 @@ pub fn expect_status(
         );
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_rfc_4648_vectors() {
+        let cases = [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ];
+        for (plain, encoded) in cases {
+            assert_eq!(super::base64(plain.as_bytes()), encoded, "{plain:?}");
+        }
+        assert_eq!(super::basic("robot$ci+b", "s3cr:t"), "Basic cm9ib3QkY2krYjpzM2NyOnQ=");
+    }
 }

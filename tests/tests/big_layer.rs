@@ -27,6 +27,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(900);
 /// The sampler stops by itself after this many samples, whatever happens.
 const MAX_SAMPLES: u32 = 2 * 900 * 10;
 const SEED: u64 = 0x5EED_2614_B161_A7E0;
+/// The (private) project of [`REPO`].
+const PROJECT: &str = "big";
 const REPO: &str = "big/layer";
 
 /// The layer's bytes at word `index`: splitmix64 of a counter, so any range can be
@@ -148,12 +150,10 @@ fn two_gib_layer_streams_with_bounded_memory() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let mut pier = Pier::start(&data);
-    // No proxy: the environment may set one, and all traffic here is loopback.
-    let c = Client::builder()
-        .no_proxy()
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .expect("http client");
+    pier.create_project(PROJECT, false);
+    // No proxy (the environment may set one, and all traffic here is loopback); every
+    // request authenticates as the system admin.
+    let c = pier_e2e::admin_client(REQUEST_TIMEOUT);
     let base = pier.url();
 
     let done = AtomicBool::new(false);

@@ -43,8 +43,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Listing page size, and a bound on pages followed (far above what a run produces).
 const PAGE: usize = 1000;
 const MAX_PAGES: usize = 100;
-/// Repositories pushed to, several with multi-segment names.
-const REPOS: [&str; 4] = ["crash/a", "crash/a/b", "crash/deep/x/y-z", "solo"];
+/// Repositories pushed to, several with multi-segment names, in two projects (a name needs
+/// a project: one-segment names are denied).
+const REPOS: [&str; 4] = ["crash/a", "crash/a/b", "crash/deep/x/y-z", "solo/one"];
+/// The projects of [`REPOS`], created (private) once: they must survive the crashes.
+const PROJECTS: [&str; 2] = ["crash", "solo"];
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 
@@ -89,8 +92,9 @@ impl Rng {
     }
 }
 
+/// Every request authenticates as the system admin.
 fn client() -> Client {
-    pier_e2e::http_client(REQUEST_TIMEOUT)
+    pier_e2e::admin_client(REQUEST_TIMEOUT)
 }
 
 /// The `Range` pier answers for a session holding `size` bytes (`0-0` when empty).
@@ -812,6 +816,9 @@ fn kill_9_during_concurrent_pushes_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let mut pier = Pier::start(&data);
+    for project in PROJECTS {
+        pier.create_project(project, false);
+    }
     let addr = pier.addr;
     let mut rng = Rng::new(seed);
     let mut mem = Memory::default();

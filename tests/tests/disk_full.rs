@@ -65,8 +65,9 @@ impl Drop for Tmpfs {
     }
 }
 
+/// Every request authenticates as the system admin.
 fn client() -> Client {
-    pier_e2e::http_client(REQUEST_TIMEOUT)
+    pier_e2e::admin_client(REQUEST_TIMEOUT)
 }
 
 /// Assert an OCI error answer: a 5xx whose body carries `code`.
@@ -169,6 +170,7 @@ fn full_disk_scenario(test: &str, overflow: impl FnOnce(&Client, &str, &str, &[u
     };
     let data = mnt.join("data");
     let pier = Pier::start(&data);
+    pier.create_project("full", false);
     let (c, base, repo) = (client(), pier.url(), "full/disk");
     let first = push_image(&c, &base, repo, "v1", 1);
     assert!(upload_files(&data).is_empty(), "uploads left after successful pushes");

@@ -1,9 +1,10 @@
-//! A real dockerd pushes to, pulls from and runs an image out of `pier serve`.
+//! A real dockerd pushes to, pulls from and runs an image out of `pier serve`, logged in
+//! as the system admin (the project is private).
 
 use std::time::Duration;
 
 use pier_e2e::docker::Dockerd;
-use pier_e2e::{Pier, http_client, images, require_tools};
+use pier_e2e::{Pier, admin_client, images, require_tools};
 
 /// Per-request limit for the test's own HTTP checks against pier.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -16,21 +17,14 @@ fn docker_push_pull_run() {
     }
     let dir = tempfile::tempdir().unwrap();
     let pier = Pier::start(&dir.path().join("data"));
+    pier.create_project("team", false);
     let dk = Dockerd::start();
-    let http = http_client(HTTP_TIMEOUT);
+    dk.login_admin(&pier.host());
+    let http = admin_client(HTTP_TIMEOUT);
 
     // No internet, so no base image: import a root filesystem holding one static binary.
-    let amd64 = images::ARCHES[0];
-    let rootfs = dir.path().join("rootfs.tar");
-    std::fs::write(&rootfs, images::tar_with("hello", &images::hello_binary(&amd64))).unwrap();
     let image = format!("{}/team/app/hello:v1", pier.host());
-    dk.run(&[
-        "import",
-        "--change",
-        r#"ENTRYPOINT ["/hello"]"#,
-        rootfs.to_str().unwrap(),
-        &image,
-    ]);
+    dk.import_hello(dir.path(), &images::ARCHES[0], &image);
 
     let pushed = dk.run(&["push", &image]);
     let pushed_digest = pushed

@@ -1,149 +1,68 @@
 //! The real Helm client uses pier as an OCI chart registry: `helm push` a packaged chart,
 //! `helm pull` it back byte for byte, `helm show chart` / `helm template` straight from the
-//! `oci://` reference; a missing version and an invalid repository name fail clearly.
+//! `oci://` reference; a missing version and an invalid repository name fail clearly. The
+//! project is private: Helm is logged in (`helm registry login`) as the system admin.
 //!
 //! No Kubernetes cluster is needed: `package`, `push`, `pull`, `show` and `template` are all
 //! client-side or registry-only.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use pier_e2e::{Pier, require_tools, sha256_file};
+use pier_e2e::helm::{GREETING, Helm, path_str};
+use pier_e2e::{ADMIN_PASSWORD, ADMIN_USER, Pier, admin_client, require_tools, sha256_file};
 use reqwest::blocking::Client;
 use serde_json::Value;
 
-/// Upper bound on one Helm command: each moves a few hundred bytes over loopback, so a
-/// command still running after this is hung, not slow.
-const HELM_TIMEOUT: Duration = Duration::from_secs(60);
-/// How often a running Helm command is checked for exit.
-const HELM_POLL: Duration = Duration::from_millis(20);
 /// Per-request timeout for the test's own registry API calls.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The chart under test, and the repository path it is pushed under: several segments, so
 /// pier's handling of multi-segment names is exercised along with Helm's.
 const CHART: &str = "demo";
+/// The (private) pier project the charts go into, and the path under it.
+const PIER_PROJECT: &str = "team";
 const PROJECT: &str = "team/charts";
 const V1: &str = "0.1.0";
 const V2: &str = "0.2.0";
-/// Appears only in values.yaml, so finding it in rendered output proves the template was
-/// rendered from the pulled chart's values.
-const GREETING: &str = "hello-from-pier-values";
 
 /// What Helm writes into an OCI chart manifest (Helm's `registry` package constants).
 const HELM_CONFIG_MEDIA_TYPE: &str = "application/vnd.cncf.helm.config.v1+json";
 const HELM_CHART_MEDIA_TYPE: &str = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
 
-/// A pier, an isolated Helm home and a chart packaged at two versions.
+/// A pier with the project created, an isolated Helm home logged in to it as the system
+/// admin, and an HTTP client authenticated as the admin.
 struct Fixture {
     dir: tempfile::TempDir,
     pier: Pier,
     http: Client,
+    helm: Helm,
 }
 
 impl Fixture {
     fn start() -> Fixture {
         let dir = tempfile::tempdir().expect("temp dir");
         let pier = Pier::start(&dir.path().join("data"));
-        let http = Client::builder()
-            // All traffic is loopback; an environment proxy must not intercept it.
-            .no_proxy()
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .expect("http client");
-        Fixture { dir, pier, http }
+        pier.create_project(PIER_PROJECT, false);
+        let http = admin_client(REQUEST_TIMEOUT);
+        let helm = Helm::new(&dir.path().join("helm"));
+        helm.login_ok(&pier.host(), ADMIN_USER, ADMIN_PASSWORD);
+        Fixture { dir, pier, http, helm }
     }
 
-    /// Run Helm with every directory it reads or writes inside the temp dir, so the host's
-    /// Helm or Docker configuration (credentials, repositories, cache) cannot leak in, and
-    /// kill it if it exceeds `HELM_TIMEOUT`. Returns (success, stdout, stderr).
-    fn helm(&self, args: &[&str]) -> (bool, String, String) {
-        let home = self.dir.path().join("helm");
-        let out_path = home.join("stdout");
-        let err_path = home.join("stderr");
-        std::fs::create_dir_all(&home).expect("helm home");
-        let mut child = Command::new("helm")
-            .args(args)
-            .env("HELM_CONFIG_HOME", home.join("config"))
-            .env("HELM_CACHE_HOME", home.join("cache"))
-            .env("HELM_DATA_HOME", home.join("data"))
-            .env("HELM_REGISTRY_CONFIG", home.join("config/registry/config.json"))
-            // Helm falls back to Docker's credential store for registries.
-            .env("DOCKER_CONFIG", home.join("docker"))
-            .stdin(Stdio::null())
-            // Files, not pipes: a chatty child can never block on a full pipe while we poll.
-            .stdout(std::fs::File::create(&out_path).expect("stdout file"))
-            .stderr(std::fs::File::create(&err_path).expect("stderr file"))
-            .spawn()
-            .expect("spawn helm");
-        let deadline = Instant::now() + HELM_TIMEOUT;
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait helm") {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "helm {args:?} still running after {HELM_TIMEOUT:?}\nstderr:\n{}\npier log:\n{}",
-                    std::fs::read_to_string(&err_path).unwrap_or_default(),
-                    self.pier.log_text()
-                );
-            }
-            std::thread::sleep(HELM_POLL);
-        };
-        let read = |p: &Path| String::from_utf8_lossy(&std::fs::read(p).expect("read helm output")).into_owned();
-        (status.success(), read(&out_path), read(&err_path))
-    }
-
-    /// Helm that must succeed; returns stdout and stderr together (Helm splits its progress
-    /// lines between them differently across versions).
+    /// Helm that must succeed; returns stdout and stderr together.
     fn helm_ok(&self, args: &[&str]) -> String {
-        let (ok, stdout, stderr) = self.helm(args);
-        assert!(
-            ok,
-            "helm {args:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}\npier log:\n{}",
-            self.pier.log_text()
-        );
-        format!("{stdout}{stderr}")
+        self.helm.ok(args, &|| format!("pier log:\n{}", self.pier.log_text()))
     }
 
     /// Helm that must fail; returns its stderr.
     fn helm_err(&self, args: &[&str]) -> String {
-        let (ok, stdout, stderr) = self.helm(args);
-        assert!(
-            !ok,
-            "helm {args:?} succeeded but must fail\nstdout:\n{stdout}\nstderr:\n{stderr}"
-        );
-        stderr
+        self.helm.err(args)
     }
 
     /// Write the chart source at `version` and `helm package` it; returns the .tgz path.
     fn package(&self, version: &str) -> PathBuf {
-        let src = self.dir.path().join("src").join(version).join(CHART);
-        std::fs::create_dir_all(src.join("templates")).expect("chart dirs");
-        let files = [
-            (
-                "Chart.yaml",
-                format!("apiVersion: v2\nname: {CHART}\nversion: {version}\ndescription: pier e2e chart\n"),
-            ),
-            ("values.yaml", format!("greeting: {GREETING}\n")),
-            (
-                "templates/configmap.yaml",
-                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-{{ .Chart.Name }}\n\
-                 data:\n  greeting: {{ .Values.greeting | quote }}\n  version: {{ .Chart.Version | quote }}\n"
-                    .to_owned(),
-            ),
-        ];
-        for (name, text) in files {
-            std::fs::write(src.join(name), text).expect("write chart file");
-        }
-        let out_dir = self.dir.path().join("packaged");
-        self.helm_ok(&["package", path_str(&src), "-d", path_str(&out_dir)]);
-        let tgz = out_dir.join(format!("{CHART}-{version}.tgz"));
-        assert!(tgz.is_file(), "helm package did not write {}", tgz.display());
-        tgz
+        self.helm.package(self.dir.path(), CHART, version)
     }
 
     /// `oci://127.0.0.1:PORT/team/charts`, what `helm push` takes.
@@ -158,36 +77,17 @@ impl Fixture {
 
     /// Push and return the manifest digest Helm reports.
     fn push(&self, tgz: &Path) -> String {
-        let out = self.helm_ok(&["push", path_str(tgz), &self.oci_project(), "--plain-http"]);
-        let digest = out
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("Digest: "))
-            .unwrap_or_else(|| panic!("helm push output names no digest:\n{out}"))
-            .trim()
-            .to_owned();
-        assert!(
-            digest.starts_with("sha256:") && digest.len() == "sha256:".len() + 64,
-            "not a sha256 digest: {digest:?}"
-        );
-        digest
+        self.helm.push(tgz, &self.oci_project(), &|| {
+            format!("pier log:\n{}", self.pier.log_text())
+        })
     }
 
     /// `helm pull` into a fresh directory; returns the pulled .tgz.
     fn pull(&self, reference: &str, version: Option<&str>, into: &str) -> PathBuf {
         let dest = self.dir.path().join("pulled").join(into);
-        // Helm does not create the destination directory itself.
-        std::fs::create_dir_all(&dest).expect("pull dir");
-        let mut args = vec!["pull", reference, "--plain-http", "-d", path_str(&dest)];
-        if let Some(v) = version {
-            args.extend(["--version", v]);
-        }
-        self.helm_ok(&args);
-        let files: Vec<PathBuf> = std::fs::read_dir(&dest)
-            .expect("read pull dir")
-            .map(|e| e.expect("dir entry").path())
-            .collect();
-        assert_eq!(files.len(), 1, "helm pull wrote {files:?}");
-        files.into_iter().next().expect("one file")
+        self.helm.pull(reference, version, &dest, &|| {
+            format!("pier log:\n{}", self.pier.log_text())
+        })
     }
 
     fn get_json(&self, path: &str, accept: &str) -> (reqwest::header::HeaderMap, Vec<u8>, Value) {
@@ -218,10 +118,6 @@ impl Fixture {
             .map(|r| r.as_str().expect("repository name").to_owned())
             .collect()
     }
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 temp path")
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -355,6 +251,8 @@ fn helm_push_to_invalid_repository_fails() {
 
     // Grammatical but longer than pier's name limit: Helm sends it, and pier must refuse it
     // (400 NAME_INVALID) on the first request instead of storing anything.
+    // Its project exists, so the only thing wrong with the name is its length.
+    fx.pier.create_project(&"a".repeat(60), false);
     let long_project = vec!["a".repeat(60); 5].join("/");
     let long_repo = format!("{long_project}/{CHART}");
     assert!(

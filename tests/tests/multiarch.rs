@@ -1,21 +1,20 @@
 //! One multi-arch index for the five families: skopeo pushes it into pier, docker and
 //! containerd pull and run each emulatable platform, skopeo copies it back out unchanged.
+//! The project is private: every client authenticates as the system admin.
 
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use pier_e2e::containerd::Containerd;
-use pier_e2e::docker::{Dockerd, run_ok};
+use pier_e2e::docker::Dockerd;
 use pier_e2e::images::{self, ARCHES};
-use pier_e2e::{Pier, http_client, require_tools};
+use pier_e2e::{Pier, SKOPEO_TIMEOUT, admin_client, admin_creds, require_tools, run_ok, skopeo};
 use serde_json::Value;
 
+/// Private: every client below has to authenticate.
+const PROJECT: &str = "fleet";
 const REPO: &str = "fleet/hello";
 const TAG: &str = "v1";
-/// How long one skopeo copy or inspect may take (a few MB over loopback).
-const SKOPEO_TIMEOUT: Duration = Duration::from_secs(180);
 /// How long one `ctr` command may take.
 const CTR_TIMEOUT: Duration = Duration::from_secs(180);
 /// Per-request limit for the test's own HTTP checks against pier.
@@ -27,39 +26,24 @@ struct Pushed {
     layout: images::Layout,
 }
 
-/// skopeo with a policy of our own (accept anything: the images are ours and unsigned), so
-/// the host's /etc/containers/policy.json cannot make the test pass or fail.
-fn skopeo(dir: &Path) -> Command {
-    let policy = dir.join("policy.json");
-    if !policy.exists() {
-        std::fs::write(&policy, r#"{"default":[{"type":"insecureAcceptAnything"}]}"#).unwrap();
-    }
-    let mut c = Command::new("skopeo");
-    c.arg("--policy").arg(policy);
-    c
-}
-
+/// Start pier, create the private project, and push the five-platform index into it with
+/// skopeo as the system admin.
 fn push_layout() -> Pushed {
     let dir = tempfile::tempdir().unwrap();
     let pier = Pier::start(&dir.path().join("data"));
+    pier.create_project(PROJECT, false);
     let layout = images::build_layout(&dir.path().join("layout"), TAG, &ARCHES);
-    // --preserve-digests: skopeo must fail rather than quietly rewrite a manifest.
-    run_ok(
-        skopeo(dir.path()).args([
-            "copy",
-            "--all",
-            "--preserve-digests",
-            "--dest-tls-verify=false",
-            &format!("oci:{}:{TAG}", layout.dir.display()),
-            &format!("docker://{}/{REPO}:{TAG}", pier.host()),
-        ]),
-        SKOPEO_TIMEOUT,
+    images::push_layout(
+        dir.path(),
+        &layout,
+        &format!("{}/{REPO}:{TAG}", pier.host()),
+        Some(&admin_creds()),
     );
     Pushed { dir, pier, layout }
 }
 
 fn get(pier: &Pier, path: &str, accept: &str) -> reqwest::blocking::Response {
-    let r = http_client(HTTP_TIMEOUT)
+    let r = admin_client(HTTP_TIMEOUT)
         .get(format!("{}{path}", pier.url()))
         .header("accept", accept)
         .send()
@@ -94,22 +78,7 @@ fn skopeo_docker_five_platforms_round_trip() {
     let pushed = std::fs::read(layout.dir.join("blobs/sha256").join(&layout.index_digest[7..])).unwrap();
     assert!(served[..] == pushed[..], "index bytes changed on the way through pier");
     let index: Value = serde_json::from_slice(&served).unwrap();
-    let platforms: Vec<String> = index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            let p = &m["platform"];
-            match p["variant"].as_str() {
-                Some(v) => format!(
-                    "{}/{}/{v}",
-                    p["os"].as_str().unwrap(),
-                    p["architecture"].as_str().unwrap()
-                ),
-                None => format!("{}/{}", p["os"].as_str().unwrap(), p["architecture"].as_str().unwrap()),
-            }
-        })
-        .collect();
+    let platforms = images::index_platforms(&index);
     assert_eq!(
         platforms,
         [
@@ -124,6 +93,7 @@ fn skopeo_docker_five_platforms_round_trip() {
     // docker pulls and runs each emulatable platform (20.10 keeps one platform per tag, so
     // run right after each pull; `--pull never` makes sure the run uses exactly that pull).
     let dk = Dockerd::start();
+    dk.login_admin(&pier.host());
     let image = format!("{}/{REPO}:{TAG}", pier.host());
     for arch in ARCHES.iter().filter(|a| a.runnable()) {
         let p = arch.platform();
@@ -200,6 +170,8 @@ fn skopeo_docker_five_platforms_round_trip() {
             "--all",
             "--preserve-digests",
             "--src-tls-verify=false",
+            "--src-creds",
+            &admin_creds(),
             &format!("docker://{image}"),
             &format!("oci:{}:{TAG}", out.display()),
         ]),
@@ -213,7 +185,14 @@ fn skopeo_docker_five_platforms_round_trip() {
         assert_eq!(&pier_e2e::sha256_file(&file), blob, "{}", file.display());
     }
     let raw = run_ok(
-        skopeo(dir.path()).args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{image}")]),
+        skopeo(dir.path()).args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            &admin_creds(),
+            &format!("docker://{image}"),
+        ]),
         SKOPEO_TIMEOUT,
     );
     assert_eq!(images::sha256(raw.as_bytes()), layout.index_digest);
@@ -237,6 +216,8 @@ fn containerd_pulls_every_platform_and_runs_four() {
             "images",
             "pull",
             "--plain-http",
+            "--user",
+            &admin_creds(),
             "--all-platforms",
             "--snapshotter",
             "native",

@@ -2,7 +2,7 @@
 //! that reports exactly what arrived, hides the partial bytes, and can be resumed; and a
 //! session must survive a restart of pier, graceful (SIGTERM) or not (`kill -9`).
 
-use pier_e2e::{expect_status, header, sha256, test_bytes};
+use pier_e2e::{ADMIN_PASSWORD, ADMIN_USER, basic, expect_status, header, sha256, test_bytes};
 use std::io::Write as _;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -21,8 +21,12 @@ const SETTLE_POLL: Duration = Duration::from_millis(50);
 const BLOB_LEN: usize = 4 * 1024 * 1024 + 17;
 const CUT_AT: usize = 1536 * 1024 + 123;
 
+/// The (private) project every repository here belongs to.
+const PROJECT: &str = "resume";
+
+/// Every request authenticates as the system admin.
 fn client() -> Client {
-    pier_e2e::http_client(REQUEST_TIMEOUT)
+    pier_e2e::admin_client(REQUEST_TIMEOUT)
 }
 
 /// Bytes held by a session, from its `Range: 0-<last>` header (`0-0` is ambiguous between
@@ -103,6 +107,7 @@ fn wait_for_size(c: &Client, session: &str, want: u64) -> u64 {
 fn client_disconnect_mid_patch_then_resume() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pier = Pier::start(&dir.path().join("data"));
+    pier.create_project(PROJECT, false);
     let (c, base, repo) = (client(), pier.url(), "resume/cut");
     let blob = test_bytes(1, BLOB_LEN);
     let digest = sha256(&blob);
@@ -113,9 +118,10 @@ fn client_disconnect_mid_patch_then_resume() {
     let mut raw = TcpStream::connect(pier.addr).expect("connect");
     write!(
         raw,
-        "PATCH {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/octet-stream\r\n\
+        "PATCH {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nContent-Type: application/octet-stream\r\n\
          Content-Range: 0-{}\r\nContent-Length: {BLOB_LEN}\r\n\r\n",
         pier.host(),
+        basic(ADMIN_USER, ADMIN_PASSWORD),
         BLOB_LEN - 1
     )
     .expect("send headers");
@@ -157,6 +163,7 @@ fn session_survives_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let mut pier = Pier::start(&data);
+    pier.create_project(PROJECT, false);
     let (c, base, repo) = (client(), pier.url(), "resume/restart/deep");
     let blob = test_bytes(2, 3 * 1024 * 1024 + 5);
     let digest = sha256(&blob);

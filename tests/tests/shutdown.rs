@@ -5,12 +5,14 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use pier_e2e::Pier;
+use pier_e2e::{ADMIN_PASSWORD, ADMIN_USER, Pier, admin_client, basic};
 
 /// Bytes sent before and after the signal.
 const HALF: usize = 1024 * 1024;
 /// Upper bound on how long pier may take to exit once its last request is answered.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Per-request limit for the test's HTTP calls (all of them authenticate as the admin).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn read_response(stream: &mut TcpStream) -> String {
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -34,7 +36,8 @@ fn sigterm_finishes_in_flight_upload_then_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut pier = Pier::start(&data);
-    let client = reqwest::blocking::Client::new();
+    pier.create_project("shutdown", false);
+    let client = admin_client(REQUEST_TIMEOUT);
     let start = client
         .post(format!("{}/v2/shutdown/test/blobs/uploads/", pier.url()))
         .send()
@@ -47,8 +50,10 @@ fn sigterm_finishes_in_flight_upload_then_exits_cleanly() {
     let mut stream = TcpStream::connect(pier.addr).unwrap();
     write!(
         stream,
-        "PATCH {location} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        "PATCH {location} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {}\r\n\r\n",
         pier.host(),
+        basic(ADMIN_USER, ADMIN_PASSWORD),
         body.len()
     )
     .unwrap();

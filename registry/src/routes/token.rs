@@ -31,12 +31,37 @@ async fn answer(app: &App, caller: &Caller, scopes: Vec<Scope>) -> Result {
         return Err(AuthError::BadRequest("authenticate with Basic credentials, not a token".into()).into());
     }
     let (jwt, ttl, granted) = app.auth.issue_token(&caller.subject, &scopes).await?;
-    let mut e = app.auth.event(caller, AuditAction::Token, Outcome::Success);
-    let detail: Vec<String> = granted
+    // A token that lacks some of what was asked is still issued (clients then get a 401 or
+    // 403 on the request itself), but the log marks it denied and says what was dropped.
+    let mut dropped = Vec::new();
+    for (scope, access) in scopes.iter().zip(&granted) {
+        if let Scope::Repository(name, wanted) = scope {
+            let has = |a: &str| access.actions.iter().any(|g| g == a || g == "*");
+            let missing: Vec<&str> = wanted
+                .iter()
+                .map(String::as_str)
+                .filter(|w| if *w == "*" { access.actions != ["*"] } else { !has(w) })
+                .collect();
+            if !missing.is_empty() {
+                dropped.push(format!("repository:{name}:{}", missing.join(",")));
+            }
+        }
+    }
+    let outcome = if dropped.is_empty() {
+        Outcome::Success
+    } else {
+        Outcome::Denied
+    };
+    let mut e = app.auth.event(caller, AuditAction::Token, outcome);
+    let granted_text: Vec<String> = granted
         .iter()
         .map(|a| format!("{}:{}:{}", a.kind, a.name, a.actions.join(",")))
         .collect();
-    e.detail = Some(detail.join(" "));
+    let mut detail = format!("granted {}", granted_text.join(" "));
+    if !dropped.is_empty() {
+        detail.push_str(&format!("; refused {}", dropped.join(" ")));
+    }
+    e.detail = Some(detail);
     if let [a] = granted.as_slice()
         && a.kind == "repository"
     {

@@ -40,8 +40,6 @@ pub const MEMBERS: &str = "members";
 pub const MEMBER_OF: &str = "member_of";
 /// Robots: `project\0name` → JSON `RobotRecord`.
 pub const ROBOTS: &str = "robots";
-/// The audit log: `id` (u64 big-endian, so keys sort by id) → JSON `AuditEvent`.
-pub const AUDIT: &str = "audit";
 /// Key in the default tree marking that first-start setup ran.
 pub const BOOTSTRAPPED_KEY: &[u8] = b"bootstrapped";
 

@@ -10,6 +10,7 @@ mod access;
 mod audit;
 mod blob;
 mod cached_access;
+mod file_audit;
 mod fs;
 mod keys;
 mod meta;
@@ -20,8 +21,9 @@ mod tests;
 
 pub use access::{AccessStore, ProjectRecord, ROBOT_PREFIX, RobotRecord, SetMember, UserRecord, robot_account};
 pub use audit::{ActorKind, AuditAction, AuditEvent, AuditLog, AuditPage, AuditQuery, Outcome};
-pub use cached_access::CachedAccess;
 pub use blob::{BlobError, BlobStore, ByteStream, UploadId};
+pub use cached_access::CachedAccess;
+pub use file_audit::FileAuditLog;
 pub use fs::FsBlobStore;
 pub use meta::{ManifestRecord, MetaError, MetaStore, Referrer, UploadRecord};
 pub use sled_access::SledAccessStore;

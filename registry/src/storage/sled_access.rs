@@ -1,7 +1,5 @@
-//! Users, projects, members, robots and the audit log in the same sled database as the
-//! registry metadata.
+//! Users, projects, members and robots in the same sled database as the registry metadata.
 
-use std::ops::Bound;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -11,7 +9,6 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use super::access::{AccessStore, ProjectRecord, RobotRecord, SetMember, UserRecord};
-use super::audit::{AuditEvent, AuditLog, AuditPage, AuditQuery};
 use super::keys::{self, key, prefix};
 use super::meta::MetaError;
 use crate::auth::Role;
@@ -23,10 +20,9 @@ struct Trees {
     members: sled::Tree,
     member_of: sled::Tree,
     robots: sled::Tree,
-    audit: sled::Tree,
 }
 
-/// [`AccessStore`] and [`AuditLog`] on sled.
+/// [`AccessStore`] on sled.
 #[derive(Clone)]
 pub struct SledAccessStore {
     t: Arc<Trees>,
@@ -85,7 +81,6 @@ impl SledAccessStore {
                 members: tree(keys::MEMBERS)?,
                 member_of: tree(keys::MEMBER_OF)?,
                 robots: tree(keys::ROBOTS)?,
-                audit: tree(keys::AUDIT)?,
                 db,
             }),
         })
@@ -392,88 +387,5 @@ impl AccessStore for SledAccessStore {
                 .map_err(tx_engine)
         })
         .await
-    }
-}
-
-fn matches(q: &AuditQuery, e: &AuditEvent) -> bool {
-    q.actor.as_deref().is_none_or(|a| a == e.actor)
-        && q.project.as_deref().is_none_or(|p| e.project.as_deref() == Some(p))
-        && q.action.is_none_or(|a| a == e.action)
-        && q.since.is_none_or(|s| e.time >= s)
-        && q.until.is_none_or(|u| e.time < u)
-}
-
-#[async_trait]
-impl AuditLog for SledAccessStore {
-    async fn append(&self, events: Vec<AuditEvent>) -> Result<(), MetaError> {
-        self.run(move |t| {
-            let mut batch = sled::Batch::default();
-            for e in &events {
-                // generate_id is monotonic across restarts; one writer appends, so ids follow
-                // append order.
-                let id = t.db.generate_id().map_err(engine)?;
-                batch.insert(&id.to_be_bytes(), encode(e));
-            }
-            t.audit.apply_batch(batch).map_err(engine)
-        })
-        .await
-    }
-
-    async fn query(&self, q: &AuditQuery, scan_limit: usize) -> Result<AuditPage, MetaError> {
-        let q = q.clone();
-        self.run(move |t| {
-            let end = match q.before {
-                Some(b) => Bound::Excluded(b.to_be_bytes().to_vec()),
-                None => Bound::Unbounded,
-            };
-            let mut events = Vec::new();
-            let mut scanned = 0usize;
-            for r in t.audit.range::<Vec<u8>, _>((Bound::Unbounded, end)).rev() {
-                let (k, v) = r.map_err(engine)?;
-                let id = u64::from_be_bytes(
-                    k.as_ref()
-                        .try_into()
-                        .map_err(|_| MetaError::Corrupt(format!("audit key {k:?}")))?,
-                );
-                let e: AuditEvent = decode("audit event", &v)?;
-                // Ids follow time, so once before `since` nothing older can match.
-                if q.since.is_some_and(|s| e.time < s) {
-                    return Ok(AuditPage { events, next: None });
-                }
-                if matches(&q, &e) {
-                    events.push((id, e));
-                    if events.len() == q.limit {
-                        return Ok(AuditPage { events, next: Some(id) });
-                    }
-                }
-                scanned += 1;
-                if scanned >= scan_limit {
-                    return Ok(AuditPage { events, next: Some(id) });
-                }
-            }
-            Ok(AuditPage { events, next: None })
-        })
-        .await
-    }
-
-    async fn purge_before(&self, time: u64) -> Result<usize, MetaError> {
-        self.run(move |t| {
-            let mut n = 0;
-            for r in t.audit.iter() {
-                let (k, v) = r.map_err(engine)?;
-                let e: AuditEvent = decode("audit event", &v)?;
-                if e.time >= time {
-                    break;
-                }
-                t.audit.remove(k).map_err(engine)?;
-                n += 1;
-            }
-            Ok(n)
-        })
-        .await
-    }
-
-    async fn flush(&self) -> Result<(), MetaError> {
-        self.run(|t| t.db.flush().map(|_| ()).map_err(engine)).await
     }
 }
