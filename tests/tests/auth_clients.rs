@@ -393,3 +393,80 @@ fn helm_robot_pushes_and_pulls_its_charts_and_anonymous_pulls_public_only() {
 
     check_audit(&pier, &robot, "charts/demo", &own_digest, "library/demo", "other/demo");
 }
+
+/// The Rust OCI client (what pier's own builder pushes with): a robot pushes and pulls
+/// through the token flow; wrong credentials and a foreign project are refused.
+#[test]
+fn oci_client_pushes_and_pulls_with_robot_credentials() {
+    use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+    use oci_client::secrets::RegistryAuth;
+    use oci_client::{Client, Reference};
+
+    let dir = tempfile::tempdir().unwrap();
+    let pier = Pier::start(&dir.path().join("data"));
+    pier.create_project("ci", false);
+    pier.create_project("other", false);
+    let (robot, secret) = pier.create_robot("ci", "rust", &["pull", "push"]);
+    // oci-client's reqwest needs a TLS provider even for plain HTTP.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = Client::new(ClientConfig {
+        protocol: ClientProtocol::Http,
+        ..Default::default()
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let layer = ImageLayer::oci_v1(b"pushed by oci-client".to_vec(), None);
+    let config = Config::oci_v1(br#"{"architecture":"amd64","os":"linux"}"#.to_vec(), None);
+    let reference = |repo: &str| -> Reference { format!("{}/{repo}:1", pier.host()).parse().unwrap() };
+    let auth = RegistryAuth::Basic(robot.clone(), secret.clone());
+
+    rt.block_on(async {
+        client
+            .push(&reference("ci/rusty"), &[layer.clone()], config.clone(), &auth, None)
+            .await
+            .expect("robot pushes into its project");
+        let image = client
+            .pull(
+                &reference("ci/rusty"),
+                &auth,
+                vec![oci_client::manifest::IMAGE_LAYER_MEDIA_TYPE],
+            )
+            .await
+            .expect("robot pulls it back");
+        assert_eq!(image.layers[0].data, layer.data);
+    });
+    // Fresh clients: oci-client caches tokens per registry.
+    let fresh = || {
+        Client::new(ClientConfig {
+            protocol: ClientProtocol::Http,
+            ..Default::default()
+        })
+    };
+    rt.block_on(async {
+        let pushed = fresh()
+            .push(&reference("other/rusty"), &[layer.clone()], config.clone(), &auth, None)
+            .await;
+        assert!(pushed.is_err(), "push into another project went through");
+        let wrong = RegistryAuth::Basic(robot.clone(), "wrong".into());
+        let pulled = fresh()
+            .pull(
+                &reference("ci/rusty"),
+                &wrong,
+                vec![oci_client::manifest::IMAGE_LAYER_MEDIA_TYPE],
+            )
+            .await;
+        assert!(pulled.is_err(), "pulled with a wrong secret");
+        let pulled = fresh()
+            .pull(
+                &reference("ci/rusty"),
+                &RegistryAuth::Anonymous,
+                vec![oci_client::manifest::IMAGE_LAYER_MEDIA_TYPE],
+            )
+            .await;
+        assert!(pulled.is_err(), "anonymous pull from a private project");
+    });
+    assert_eq!(tags(&pier, "ci/rusty"), Some(vec!["1".to_owned()]));
+    assert_eq!(tags(&pier, "other/rusty"), None, "nothing reached the other project");
+}
