@@ -424,7 +424,13 @@ fn oci_client_pushes_and_pulls_with_robot_credentials() {
 
     rt.block_on(async {
         client
-            .push(&reference("ci/rusty"), &[layer.clone()], config.clone(), &auth, None)
+            .push(
+                &reference("ci/rusty"),
+                std::slice::from_ref(&layer),
+                config.clone(),
+                &auth,
+                None,
+            )
             .await
             .expect("robot pushes into its project");
         let image = client
@@ -446,7 +452,13 @@ fn oci_client_pushes_and_pulls_with_robot_credentials() {
     };
     rt.block_on(async {
         let pushed = fresh()
-            .push(&reference("other/rusty"), &[layer.clone()], config.clone(), &auth, None)
+            .push(
+                &reference("other/rusty"),
+                std::slice::from_ref(&layer),
+                config.clone(),
+                &auth,
+                None,
+            )
             .await;
         assert!(pushed.is_err(), "push into another project went through");
         let wrong = RegistryAuth::Basic(robot.clone(), "wrong".into());
