@@ -21,31 +21,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How much of a non-JSON error body (a proxy's HTML page, say) to quote.
 const ERROR_BODY_QUOTE: usize = 200;
 
-/// A project role (the rows of the permission matrix).
-#[derive(clap::ValueEnum, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
-pub enum Role {
-    ProjectAdmin,
-    Maintainer,
-    Developer,
-    Guest,
-    LimitedGuest,
-}
-
-/// A robot permission: one of the repository actions of the permission matrix.
-#[derive(clap::ValueEnum, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
-pub enum Permission {
-    Pull,
-    Push,
-    DeleteTag,
-    DeleteManifest,
-    ReadReferrers,
-    MountFrom,
-    ListCatalog,
-}
+/// Roles and robot permissions are the server's own types: their names are the API's.
+pub use pier_registry::auth::{Action as Permission, Role};
 
 #[derive(Deserialize, Debug)]
 pub struct Whoami {

@@ -9,6 +9,7 @@ mod when;
 
 use std::process::ExitCode;
 
+use clap::builder::TypedValueParser;
 use clap::{ArgGroup, Args, Parser, Subcommand};
 
 use crate::admin::Session;
@@ -126,13 +127,26 @@ enum ProjectCommand {
     },
 }
 
+/// Roles by their API names, as the server's matrix defines them.
+fn role_parser() -> impl TypedValueParser<Value = Role> {
+    clap::builder::PossibleValuesParser::new(Role::ALL.iter().map(|r| r.name()))
+        .map(|s| s.parse::<Role>().expect("a listed role parses"))
+}
+
+/// The permissions a robot can be given, from the server's matrix.
+fn permission_parser() -> impl TypedValueParser<Value = Permission> {
+    let grantable = pier_registry::auth::ROBOT_GRANTABLE.actions();
+    clap::builder::PossibleValuesParser::new(grantable.into_iter().map(|a| a.name()))
+        .map(|s| s.parse::<Permission>().expect("a listed permission parses"))
+}
+
 #[derive(Subcommand)]
 enum MemberCommand {
     /// Add a user to a project, or change their role.
     Add {
         project: String,
         user: String,
-        #[arg(value_enum)]
+        #[arg(value_parser = role_parser())]
         role: Role,
     },
     /// Members of a project and their roles.
@@ -149,7 +163,7 @@ enum RobotCommand {
         /// Short name; the robot logs in as robot$<project>+<name>
         name: String,
         /// What it may do in the project (comma-separated or repeated) [default: pull]
-        #[arg(long = "perm", value_enum, value_delimiter = ',', value_name = "PERM")]
+        #[arg(long = "perm", value_parser = permission_parser(), value_delimiter = ',', value_name = "PERM")]
         perms: Vec<Permission>,
         /// When it stops working: a duration from now (30d, 12h), an RFC 3339 time, or never
         #[arg(long, value_name = "WHEN")]

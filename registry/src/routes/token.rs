@@ -14,7 +14,14 @@ use crate::error::ApiError;
 use crate::limits::{MAX_API_BODY, MAX_SCOPES};
 use crate::storage::{AuditAction, Outcome};
 
-fn scopes<'a>(raw: impl Iterator<Item = &'a str>) -> Result<Vec<Scope>> {
+/// The `scope` parameters of a query or form. Clients also send several scopes in one
+/// parameter, space-separated.
+fn scopes(params: &[(String, String)]) -> Result<Vec<Scope>> {
+    let raw = params
+        .iter()
+        .filter(|(k, _)| k == "scope")
+        .flat_map(|(_, v)| v.split(' '))
+        .filter(|s| !s.is_empty());
     let mut out = Vec::new();
     for s in raw {
         if out.len() == MAX_SCOPES {
@@ -95,14 +102,7 @@ pub async fn get(State(app): State<App>, req: Request) -> Response {
             .auth
             .authenticate(&parts.headers, client_addr(&parts.extensions))
             .await?;
-        let q = super::query(&parts.uri);
-        let scopes = scopes(
-            q.iter()
-                .filter(|(k, _)| k == "scope")
-                // Clients also send several scopes in one parameter, space-separated.
-                .flat_map(|(_, v)| v.split(' '))
-                .filter(|s| !s.is_empty()),
-        )?;
+        let scopes = scopes(&super::query(&parts.uri))?;
         answer(&app, &caller, scopes).await
     }
     .await;
@@ -135,12 +135,7 @@ pub async fn post(State(app): State<App>, req: Request) -> Response {
             }
             None => {}
         }
-        let scopes = scopes(
-            form.iter()
-                .filter(|(k, _)| k == "scope")
-                .flat_map(|(_, v)| v.split(' '))
-                .filter(|s| !s.is_empty()),
-        )?;
+        let scopes = scopes(&form)?;
         answer(&app, &caller, scopes).await
     }
     .await;

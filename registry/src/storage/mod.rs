@@ -16,6 +16,7 @@ mod keys;
 mod meta;
 mod sled_access;
 mod sled_meta;
+mod sled_run;
 #[cfg(test)]
 mod tests;
 

@@ -28,8 +28,12 @@ pub struct SledAccessStore {
     t: Arc<Trees>,
 }
 
-fn engine(e: sled::Error) -> MetaError {
-    MetaError::Engine(e.to_string())
+use super::sled_run::{self, engine};
+
+impl sled_run::Trees for Trees {
+    fn db(&self) -> &sled::Db {
+        &self.db
+    }
 }
 
 type TxResult<T> = Result<T, ConflictableTransactionError<MetaError>>;
@@ -90,10 +94,7 @@ impl SledAccessStore {
         &self,
         f: impl FnOnce(&Trees) -> Result<T, MetaError> + Send + 'static,
     ) -> Result<T, MetaError> {
-        let t = self.t.clone();
-        tokio::task::spawn_blocking(move || f(&t))
-            .await
-            .map_err(|e| MetaError::Engine(e.to_string()))?
+        sled_run::run(&self.t, f).await
     }
 
     /// `run`, then flush: a change is durable before the caller answers.
@@ -101,12 +102,7 @@ impl SledAccessStore {
         &self,
         f: impl FnOnce(&Trees) -> Result<T, MetaError> + Send + 'static,
     ) -> Result<T, MetaError> {
-        self.run(move |t| {
-            let out = f(t)?;
-            t.db.flush().map_err(engine)?;
-            Ok(out)
-        })
-        .await
+        sled_run::write(&self.t, f).await
     }
 
     /// Insert `value` under `k` unless present.

@@ -30,9 +30,7 @@ pub struct SledMetaStore {
     t: Arc<Trees>,
 }
 
-fn engine(e: sled::Error) -> MetaError {
-    MetaError::Engine(e.to_string())
-}
+use super::sled_run::{self, engine};
 
 fn tx_engine(e: TransactionError<MetaError>) -> MetaError {
     match e {
@@ -81,28 +79,24 @@ impl SledMetaStore {
         super::SledAccessStore::open(self.t.db.clone())
     }
 
-    /// Run blocking engine work off the async runtime.
     async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Trees) -> Result<T, MetaError> + Send + 'static,
     ) -> Result<T, MetaError> {
-        let t = self.t.clone();
-        tokio::task::spawn_blocking(move || f(&t))
-            .await
-            .map_err(|e| MetaError::Engine(e.to_string()))?
+        sled_run::run(&self.t, f).await
     }
 
-    /// Like `run`, then flush so the change is durable before the caller answers.
     async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Trees) -> Result<T, MetaError> + Send + 'static,
     ) -> Result<T, MetaError> {
-        self.run(move |t| {
-            let out = f(t)?;
-            t.db.flush().map_err(engine)?;
-            Ok(out)
-        })
-        .await
+        sled_run::write(&self.t, f).await
+    }
+}
+
+impl sled_run::Trees for Trees {
+    fn db(&self) -> &sled::Db {
+        &self.db
     }
 }
 
