@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use sha2::Digest as _;
 
 use super::{App, Result, client_addr, param, query};
-use crate::auth::{ADMIN_USER, Action, AuthError, Caller, Grant, ROBOT_GRANTABLE, Role, Subject, now, token};
+use crate::auth::{ADMIN_USER, Action, AuthError, Caller, Grant, ROBOT_GRANTABLE, Role, Subject, Via, now, token};
 use crate::error::ApiError;
 use crate::limits::{AUDIT_PAGE_DEFAULT, AUDIT_PAGE_MAX, AUDIT_SCAN_LIMIT, MAX_API_BODY, MAX_PAGE, MIN_PASSWORD_LEN};
 use crate::storage::{
@@ -64,10 +64,21 @@ impl FromRequestParts<App> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> std::result::Result<Caller, ApiError> {
-        Ok(app
+        let caller = app
             .auth
             .authenticate(&parts.headers, client_addr(&parts.extensions))
-            .await?)
+            .await?;
+        // A token is a capability for the repositories it names, handed to clients that
+        // may be less trusted than the account; it never carries the account's rights
+        // over projects, members, users or robots.
+        if let Via::Token(_) = caller.via {
+            return Err(AuthError::Unauthenticated {
+                challenge: "Basic realm=\"pier\"".into(),
+                message: "the management API takes Basic credentials, not registry tokens".into(),
+            }
+            .into());
+        }
+        Ok(caller)
     }
 }
 
