@@ -1,0 +1,946 @@
+//! Deterministic layers, streamed: host files and directories → one tar → gzip → a blob file,
+//! never held in memory.
+//!
+//! The tar is written in one pass through two hashing writers, so the layer's `diff_id`
+//! (sha256 of the uncompressed tar) and its `digest` (sha256 of the compressed blob) come out
+//! of the same pass that writes the file. The file is then renamed to its digest.
+//!
+//! Reproducibility rules (same inputs → the same bytes, on any machine, in any order, under
+//! any umask):
+//! - every entry is expanded (directories recursively, symlinks stored as symlinks, never
+//!   followed), the parents of every destination are added as directories, and the whole set
+//!   is sorted by path;
+//! - owners are numeric (`uid`/`gid` of the entry, 0 by default) with empty user and group
+//!   names; every timestamp is the given `mtime` (`SOURCE_DATE_EPOCH`);
+//! - a regular file's mode is the entry's `mode`, else the source's permission bits `& 0o777`;
+//!   directories are always `0o755` and symlinks `0o777`, whatever the host made them;
+//! - GNU tar headers throughout (GNU long-name records for paths over 100 bytes), no xattrs,
+//!   no device numbers, no hard links (a file linked twice is stored twice);
+//! - gzip with flate2's zlib-rs backend at [`GZIP_LEVEL`] and a fixed gzip header (no name,
+//!   mtime 0, OS "unknown").
+//!
+//! The ELF check is a hook: [`build_layer`] hands every regular file's destination and first
+//! 64 bytes to a closure, and [`elf_checker`] makes the closure that refuses binaries a
+//! profile's platform cannot run.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Component, Path, PathBuf};
+
+use pier_arch_profiles::{ElfInfo, Profile};
+use pier_oci::{Digest, media};
+use sha2::{Digest as _, Sha256};
+
+/// The gzip level layers are compressed with. Together with the compressor itself (flate2 on
+/// its zlib-rs backend, pinned by the workspace) this decides every layer digest: changing
+/// either changes the digest of every layer pier has ever built, so change both only on
+/// purpose (and bump [`CACHE_FORMAT`]).
+pub const GZIP_LEVEL: u32 = 6;
+
+/// Names the byte format of layers in cache keys: tar format, gzip backend and header. Bump
+/// it whenever anything that changes layer bytes for the same inputs changes.
+pub const CACHE_FORMAT: &str = "pier-layer/1 gnu-tar flate2-zlib-rs gzip-os255";
+
+/// Mode of the directories pier creates (parents of destinations and directories copied
+/// from the host).
+pub const DIR_MODE: u32 = 0o755;
+
+/// Mode of symlinks (Linux ignores it; fixed so the header is reproducible).
+pub const SYMLINK_MODE: u32 = 0o777;
+
+/// Bytes of each regular file the check hook sees (enough for any ELF header).
+pub const CHECK_BYTES: usize = pier_arch_profiles::elf::HEADER_LEN;
+
+/// One thing to put into a layer: a host file or directory at a path of the image.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LayerEntry {
+    /// A file, directory or symlink on the host. Directories are copied recursively.
+    pub src: PathBuf,
+    /// Absolute path in the image: the file itself, or the directory the contents of a
+    /// source directory go into.
+    pub dest: String,
+    /// Mode of regular files (for a directory source: of every regular file beneath it);
+    /// `None` keeps the source's permission bits `& 0o777`.
+    #[serde(default)]
+    pub mode: Option<u32>,
+    /// Numeric owner.
+    #[serde(default)]
+    pub uid: u32,
+    /// Numeric group.
+    #[serde(default)]
+    pub gid: u32,
+}
+
+impl LayerEntry {
+    /// An entry owned by root with the source's mode.
+    pub fn new(src: impl Into<PathBuf>, dest: impl Into<String>) -> LayerEntry {
+        LayerEntry {
+            src: src.into(),
+            dest: dest.into(),
+            mode: None,
+            uid: 0,
+            gid: 0,
+        }
+    }
+
+    /// The same entry with an explicit mode.
+    pub fn with_mode(mut self, mode: u32) -> LayerEntry {
+        self.mode = Some(mode);
+        self
+    }
+
+    /// The same entry with an owner.
+    pub fn with_owner(mut self, uid: u32, gid: u32) -> LayerEntry {
+        self.uid = uid;
+        self.gid = gid;
+        self
+    }
+}
+
+/// How layers are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// gzip, flate2 (zlib-rs) at [`GZIP_LEVEL`].
+    #[default]
+    Gzip,
+}
+
+impl Compression {
+    /// The layer media type.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Compression::Gzip => media::OCI_LAYER_GZIP,
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Compression::Gzip => write!(f, "gzip-{GZIP_LEVEL}"),
+        }
+    }
+}
+
+/// Where and how a layer is built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerOptions {
+    /// Timestamp of every entry (`SOURCE_DATE_EPOCH`).
+    pub mtime: u64,
+    /// The compressor.
+    pub compression: Compression,
+    /// Directory the blob is written into (as a temporary file, then renamed to the hex of
+    /// its digest), e.g. an OCI layout's `blobs/sha256`. Created if missing.
+    pub out_dir: PathBuf,
+}
+
+/// A built layer: a compressed tar blob on disk, named after its digest.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Layer {
+    /// The blob file (`<out_dir>/<digest hex>`).
+    pub path: PathBuf,
+    /// sha256 of the compressed blob.
+    pub digest: Digest,
+    /// sha256 of the uncompressed tar (what image configs list in `rootfs.diff_ids`).
+    pub diff_id: Digest,
+    /// Size of the compressed blob.
+    pub size: u64,
+    /// The layer media type.
+    pub media_type: String,
+    /// What the image history says made the layer: `pier: add /a /b` (the entries'
+    /// destinations, sorted).
+    #[serde(default)]
+    pub created_by: String,
+}
+
+/// Why a layer could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    /// A destination that is not an absolute, `..`-free path in the image.
+    #[error("layer entry {src}: destination {dest:?} {why}")]
+    BadDest {
+        /// The entry's source.
+        src: String,
+        /// As given.
+        dest: String,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// An explicit mode with bits outside `0o7777`.
+    #[error("layer entry {src} → {dest}: mode {mode:#o} is not a file mode (at most 0o7777)")]
+    BadMode {
+        /// The entry's source.
+        src: String,
+        /// The entry's destination.
+        dest: String,
+        /// As given.
+        mode: u32,
+    },
+    /// Two entries put different things at one path.
+    #[error("layer path /{path} given twice with different contents ({first} and {second})")]
+    Conflict {
+        /// Path in the image, without the leading `/`.
+        path: String,
+        /// The first source.
+        first: String,
+        /// The other source.
+        second: String,
+    },
+    /// Something on the host that cannot go into an image (socket, fifo, device).
+    #[error("{src}: {kind} cannot go into a layer (only files, directories and symlinks)")]
+    Unsupported {
+        /// The host path.
+        src: String,
+        /// What it is.
+        kind: &'static str,
+    },
+    /// A file changed size while the layer was written.
+    #[error("{src} changed while the layer was written (size was {expected} bytes)")]
+    Changed {
+        /// The host path.
+        src: String,
+        /// The size when listed.
+        expected: u64,
+    },
+    /// The check hook refused a file; the message names the file and why.
+    #[error("{0}")]
+    Refused(String),
+    /// Reading a source or writing the blob failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file involved.
+        path: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// The cache index could not be read or written.
+    #[error("layer cache {path}: {message}")]
+    Cache {
+        /// The cache file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LayerError + '_ {
+    move |source| LayerError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// The check hook: `(destination in the image, first bytes of the file)`; an `Err` message
+/// refuses the file and becomes the build error, so it names the destination itself.
+pub type FileCheck<'a> = dyn Fn(&Path, &[u8]) -> Result<(), String> + 'a;
+
+/// A check that accepts every file.
+pub fn no_check(_dest: &Path, _head: &[u8]) -> Result<(), String> {
+    Ok(())
+}
+
+/// The check for one platform: every ELF file must be one the profile runs (machine, class,
+/// byte order, LoongArch ABI), except the destinations listed in `allow` (absolute paths in
+/// the image, e.g. `/opt/x86/helper` kept on purpose). Non-ELF files pass.
+///
+/// The message: `/usr/bin/hello: ELF for x86-64 (EM_X86_64, 64-bit LSB), but linux/arm64/v8
+/// needs aarch64 (EM_AARCH64 183, 64-bit LSB)`.
+pub fn elf_checker(
+    profile: &Profile,
+    allow: &[String],
+) -> impl Fn(&Path, &[u8]) -> Result<(), String> + Send + Sync + use<> {
+    let profile = profile.clone();
+    let allow: Vec<String> = allow
+        .iter()
+        .map(|a| normalize_dest(a).unwrap_or_else(|_| a.clone()))
+        .collect();
+    move |dest: &Path, head: &[u8]| {
+        if !ElfInfo::is_elf(head) {
+            return Ok(());
+        }
+        let shown = dest.display().to_string();
+        if normalize_dest(&shown).is_ok_and(|d| allow.contains(&d)) {
+            return Ok(());
+        }
+        let elf = ElfInfo::parse(head)
+            .map_err(|e| format!("{shown}: {e}, but {} needs {}", profile.platform(), profile.elf()))?;
+        profile.check_elf(&elf).map_err(|m| format!("{shown}: {m}"))
+    }
+}
+
+/// A destination as stored in the tar: relative, `/`-separated, no `.`/`..`/empty parts.
+/// `/` itself is the empty string.
+fn normalize_dest(dest: &str) -> Result<String, &'static str> {
+    if !dest.starts_with('/') {
+        return Err("is not absolute");
+    }
+    let mut parts = Vec::new();
+    for c in Path::new(dest).components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(p) => parts.push(p.to_str().ok_or("is not UTF-8")?),
+            Component::ParentDir => return Err("contains `..`"),
+            Component::Prefix(_) => return Err("is not a Unix path"),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+/// What one path of the layer is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kind {
+    /// A directory; `explicit` when a source directory is copied there (not just a parent).
+    Dir { explicit: bool },
+    /// A regular file, read from `src`.
+    File { src: PathBuf, size: u64 },
+    /// A symlink with this target.
+    Symlink { target: PathBuf },
+}
+
+/// One tar entry, before writing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Item {
+    /// Relative path, no trailing slash.
+    path: String,
+    kind: Kind,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    /// The host path it came from (for messages).
+    origin: String,
+}
+
+/// Every entry expanded into sorted items, with their parent directories.
+#[derive(Debug)]
+struct Plan {
+    items: Vec<Item>,
+    created_by: String,
+}
+
+fn plan(entries: &[LayerEntry]) -> Result<Plan, LayerError> {
+    let mut items: BTreeMap<String, Item> = BTreeMap::new();
+    let mut dests = Vec::new();
+    for entry in entries {
+        let src_shown = entry.src.display().to_string();
+        let dest = normalize_dest(&entry.dest).map_err(|why| LayerError::BadDest {
+            src: src_shown.clone(),
+            dest: entry.dest.clone(),
+            why,
+        })?;
+        if let Some(mode) = entry.mode.filter(|m| *m > 0o7777) {
+            return Err(LayerError::BadMode {
+                src: src_shown,
+                dest: entry.dest.clone(),
+                mode,
+            });
+        }
+        dests.push(format!("/{dest}"));
+        let meta = fs::symlink_metadata(&entry.src).map_err(io_err(&entry.src))?;
+        if dest.is_empty() && !meta.is_dir() {
+            return Err(LayerError::BadDest {
+                src: src_shown,
+                dest: entry.dest.clone(),
+                why: "is the root, which only a directory can be copied to",
+            });
+        }
+        walk(entry, &entry.src, &dest, &meta, &mut items)?;
+        // Parents of the destination.
+        let mut parent = dest.as_str();
+        while let Some((p, _)) = parent.rsplit_once('/') {
+            add(
+                &mut items,
+                Item {
+                    path: p.to_owned(),
+                    kind: Kind::Dir { explicit: false },
+                    mode: DIR_MODE,
+                    uid: entry.uid,
+                    gid: entry.gid,
+                    origin: src_shown.clone(),
+                },
+            )?;
+            parent = p;
+        }
+    }
+    dests.sort();
+    dests.dedup();
+    // The root is the image's own; no entry for it.
+    items.remove("");
+    Ok(Plan {
+        items: items.into_values().collect(),
+        created_by: format!("pier: add {}", dests.join(" ")),
+    })
+}
+
+/// Adds `src` (already stat'ed as `meta`) at `dest`, recursing into directories.
+fn walk(
+    entry: &LayerEntry,
+    src: &Path,
+    dest: &str,
+    meta: &fs::Metadata,
+    items: &mut BTreeMap<String, Item>,
+) -> Result<(), LayerError> {
+    let origin = src.display().to_string();
+    let ft = meta.file_type();
+    let (kind, mode) = if ft.is_symlink() {
+        let target = fs::read_link(src).map_err(io_err(src))?;
+        (Kind::Symlink { target }, SYMLINK_MODE)
+    } else if ft.is_dir() {
+        (Kind::Dir { explicit: true }, DIR_MODE)
+    } else if ft.is_file() {
+        let mode = entry.mode.unwrap_or_else(|| permission_bits(meta));
+        let kind = Kind::File {
+            src: src.to_owned(),
+            size: meta.len(),
+        };
+        (kind, mode)
+    } else {
+        return Err(LayerError::Unsupported {
+            src: origin,
+            kind: special_kind(&ft),
+        });
+    };
+    let is_dir = matches!(kind, Kind::Dir { .. });
+    add(
+        items,
+        Item {
+            path: dest.to_owned(),
+            kind,
+            mode,
+            uid: entry.uid,
+            gid: entry.gid,
+            origin,
+        },
+    )?;
+    if is_dir {
+        let mut children = Vec::new();
+        for child in fs::read_dir(src).map_err(io_err(src))? {
+            let child = child.map_err(io_err(src))?;
+            children.push(child.file_name());
+        }
+        // Directory order is the file system's; the BTreeMap sorts in the end, but walking in
+        // order keeps conflict messages stable too.
+        children.sort();
+        for name in children {
+            let Some(name_str) = name.to_str() else {
+                return Err(LayerError::BadDest {
+                    src: src.join(&name).display().to_string(),
+                    dest: format!("/{dest}/{}", name.to_string_lossy()),
+                    why: "is not UTF-8",
+                });
+            };
+            let child_src = src.join(&name);
+            let child_meta = fs::symlink_metadata(&child_src).map_err(io_err(&child_src))?;
+            let child_dest = if dest.is_empty() {
+                name_str.to_owned()
+            } else {
+                format!("{dest}/{name_str}")
+            };
+            walk(entry, &child_src, &child_dest, &child_meta, items)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn permission_bits(meta: &fs::Metadata) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode() & 0o777
+}
+
+#[cfg(not(unix))]
+fn permission_bits(meta: &fs::Metadata) -> u32 {
+    if meta.permissions().readonly() { 0o444 } else { 0o644 }
+}
+
+#[cfg(unix)]
+fn special_kind(ft: &fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_socket() {
+        "a socket"
+    } else if ft.is_fifo() {
+        "a fifo"
+    } else if ft.is_block_device() || ft.is_char_device() {
+        "a device"
+    } else {
+        "a special file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_kind(_ft: &fs::FileType) -> &'static str {
+    "a special file"
+}
+
+/// Inserts an item; directories merge (an explicit one wins over a parent; between equals
+/// the smallest owner wins, so the order of entries does not matter), anything else given
+/// twice must be the same.
+fn add(items: &mut BTreeMap<String, Item>, item: Item) -> Result<(), LayerError> {
+    let Some(old) = items.get_mut(&item.path) else {
+        items.insert(item.path.clone(), item);
+        return Ok(());
+    };
+    match (&old.kind, &item.kind) {
+        (Kind::Dir { explicit: a }, Kind::Dir { explicit: b }) => {
+            let rank = |i: &Item, explicit: bool| (!explicit, i.uid, i.gid);
+            if rank(&item, *b) < rank(old, *a) {
+                *old = item;
+            }
+            Ok(())
+        }
+        _ if old.kind == item.kind && old.mode == item.mode && old.uid == item.uid && old.gid == item.gid => Ok(()),
+        _ => Err(LayerError::Conflict {
+            path: item.path.clone(),
+            first: old.origin.clone(),
+            second: item.origin,
+        }),
+    }
+}
+
+/// A writer that hashes and counts what passes through it.
+struct HashWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<W: Write> HashWriter<W> {
+    fn new(inner: W) -> Self {
+        HashWriter {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
+    }
+
+    fn finish(self) -> (W, Digest, u64) {
+        let hex = hex::encode(self.hasher.finalize());
+        let digest = format!("sha256:{hex}").parse().expect("sha256 hex is a digest");
+        (self.inner, digest, self.count)
+    }
+}
+
+impl<W: Write> Write for HashWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Reads exactly `remaining` bytes from a file or fails (the tar header already promised
+/// that size).
+struct ExactReader<R> {
+    inner: R,
+    remaining: u64,
+}
+
+impl<R: Read> Read for ExactReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 {
+            return Ok(0);
+        }
+        let max = buf.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..max])?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank"));
+        }
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Reads up to [`CHECK_BYTES`] from the start of a file.
+fn read_head(file: &mut File, src: &Path) -> Result<Vec<u8>, LayerError> {
+    let mut head = Vec::with_capacity(CHECK_BYTES);
+    Read::by_ref(file)
+        .take(CHECK_BYTES as u64)
+        .read_to_end(&mut head)
+        .map_err(io_err(src))?;
+    Ok(head)
+}
+
+/// Runs the check on every regular file of the plan (reading only their first bytes).
+fn check_files(plan: &Plan, check: &FileCheck<'_>) -> Result<(), LayerError> {
+    for item in &plan.items {
+        if let Kind::File { src, .. } = &item.kind {
+            let mut file = File::open(src).map_err(io_err(src))?;
+            let head = read_head(&mut file, src)?;
+            check(Path::new(&format!("/{}", item.path)), &head).map_err(LayerError::Refused)?;
+        }
+    }
+    Ok(())
+}
+
+/// Builds one layer from `entries`: checks every regular file with `check`, writes the
+/// compressed tar into `opts.out_dir` as `<digest hex>` and returns it.
+pub fn build_layer(entries: &[LayerEntry], opts: &LayerOptions, check: &FileCheck<'_>) -> Result<Layer, LayerError> {
+    let plan = plan(entries)?;
+    check_files(&plan, check)?;
+    write_layer(&plan, opts)
+}
+
+fn write_layer(plan: &Plan, opts: &LayerOptions) -> Result<Layer, LayerError> {
+    let out_dir = &opts.out_dir;
+    fs::create_dir_all(out_dir).map_err(io_err(out_dir))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".layer-")
+        .tempfile_in(out_dir)
+        .map_err(io_err(out_dir))?;
+    let tmp_path = tmp.path().to_owned();
+    let file = tmp.as_file().try_clone().map_err(io_err(&tmp_path))?;
+    let compressed = HashWriter::new(BufWriter::with_capacity(1 << 16, file));
+    let (file_writer, digest, size, diff_id) = match opts.compression {
+        Compression::Gzip => {
+            let gz = flate2::GzBuilder::new()
+                .mtime(0)
+                .operating_system(255)
+                .write(compressed, flate2::Compression::new(GZIP_LEVEL));
+            let mut tar = tar::Builder::new(HashWriter::new(gz));
+            tar.mode(tar::HeaderMode::Deterministic);
+            tar.follow_symlinks(false);
+            for item in &plan.items {
+                append_item(&mut tar, item, opts.mtime)?;
+            }
+            let uncompressed = tar.into_inner().map_err(io_err(&tmp_path))?;
+            let (gz, diff_id, _) = uncompressed.finish();
+            let compressed = gz.finish().map_err(io_err(&tmp_path))?;
+            let (file_writer, digest, size) = compressed.finish();
+            (file_writer, digest, size, diff_id)
+        }
+    };
+    let file = file_writer.into_inner().map_err(|e| LayerError::Io {
+        path: tmp_path.display().to_string(),
+        source: e.into_error(),
+    })?;
+    file.sync_all().map_err(io_err(&tmp_path))?;
+    drop(file);
+    let path = out_dir.join(digest.hex());
+    tmp.persist(&path).map_err(|e| LayerError::Io {
+        path: path.display().to_string(),
+        source: e.error,
+    })?;
+    Ok(Layer {
+        path,
+        digest,
+        diff_id,
+        size,
+        media_type: opts.compression.media_type().to_owned(),
+        created_by: plan.created_by.clone(),
+    })
+}
+
+fn append_item<W: Write>(tar: &mut tar::Builder<W>, item: &Item, mtime: u64) -> Result<(), LayerError> {
+    let mut h = tar::Header::new_gnu();
+    h.set_mtime(mtime);
+    h.set_uid(u64::from(item.uid));
+    h.set_gid(u64::from(item.gid));
+    h.set_mode(item.mode);
+    let origin = Path::new(&item.origin);
+    match &item.kind {
+        Kind::Dir { .. } => {
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_size(0);
+            tar.append_data(&mut h, format!("{}/", item.path), io::empty())
+                .map_err(io_err(origin))
+        }
+        Kind::Symlink { target } => {
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            tar.append_link(&mut h, &item.path, target).map_err(io_err(origin))
+        }
+        Kind::File { src, size } => {
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_size(*size);
+            let file = File::open(src).map_err(io_err(src))?;
+            let reader = ExactReader {
+                inner: file,
+                remaining: *size,
+            };
+            tar.append_data(&mut h, &item.path, reader).map_err(|e| {
+                if e.kind() == io::ErrorKind::UnexpectedEof {
+                    LayerError::Changed {
+                        src: src.display().to_string(),
+                        expected: *size,
+                    }
+                } else {
+                    io_err(src)(e)
+                }
+            })?;
+            // A file that grew is cut at its listed size; say so rather than store a prefix.
+            let now = fs::metadata(src).map_err(io_err(src))?.len();
+            if now != *size {
+                return Err(LayerError::Changed {
+                    src: src.display().to_string(),
+                    expected: *size,
+                });
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Layers already built, by a sha256 over their inputs, so an unchanged layer is neither
+/// re-read into a tar nor recompressed.
+///
+/// The key covers: [`CACHE_FORMAT`], the compression and level, the mtime, the entries'
+/// destinations, and every path the entries expand to with its kind, mode, owner and — for
+/// files — size and content sha256 (for symlinks: the target). Host source paths are not in
+/// it, so the same files in another checkout hit the same key.
+///
+/// Blobs live in `<dir>/blobs/sha256/<hex>`, the index is one small JSON file per key
+/// (`<dir>/layers/<key hex>.json`, holding the [`Layer`]), written to a temporary file and
+/// renamed, so platforms building in parallel never lose each other's entries.
+#[derive(Debug, Clone)]
+pub struct LayerCache {
+    dir: PathBuf,
+}
+
+impl LayerCache {
+    /// A cache in `dir` (created when missing).
+    pub fn open(dir: impl Into<PathBuf>) -> Result<LayerCache, LayerError> {
+        let dir = dir.into();
+        for sub in [dir.join("blobs").join("sha256"), dir.join("layers")] {
+            fs::create_dir_all(&sub).map_err(io_err(&sub))?;
+        }
+        Ok(LayerCache { dir })
+    }
+
+    /// Where cached blobs are written.
+    pub fn blobs_dir(&self) -> PathBuf {
+        self.dir.join("blobs").join("sha256")
+    }
+
+    /// The cache key of a layer's inputs. Reads every file once (hashing, not compressing).
+    pub fn key(entries: &[LayerEntry], mtime: u64, compression: Compression) -> Result<Digest, LayerError> {
+        let plan = plan(entries)?;
+        cache_key(&plan, mtime, compression, &no_check)
+    }
+
+    /// The cached layer for these inputs, or a newly built one (then cached). The check runs
+    /// on every regular file either way; `opts.out_dir` is ignored (cached blobs live in
+    /// [`LayerCache::blobs_dir`]). The `bool` says whether it was a hit.
+    pub fn get_or_build(
+        &self,
+        entries: &[LayerEntry],
+        mtime: u64,
+        compression: Compression,
+        check: &FileCheck<'_>,
+    ) -> Result<(Layer, bool), LayerError> {
+        let plan = plan(entries)?;
+        let key = cache_key(&plan, mtime, compression, check)?;
+        let index = self.dir.join("layers").join(format!("{}.json", key.hex()));
+        if let Some(layer) = self.lookup(&index)? {
+            return Ok((layer, true));
+        }
+        let opts = LayerOptions {
+            mtime,
+            compression,
+            out_dir: self.blobs_dir(),
+        };
+        let layer = write_layer(&plan, &opts)?;
+        let cache_err = |message: String| LayerError::Cache {
+            path: index.display().to_string(),
+            message,
+        };
+        let json = serde_json::to_vec_pretty(&layer).map_err(|e| cache_err(e.to_string()))?;
+        let layers_dir = self.dir.join("layers");
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".index-")
+            .tempfile_in(&layers_dir)
+            .map_err(io_err(&layers_dir))?;
+        tmp.write_all(&json).map_err(io_err(&index))?;
+        tmp.persist(&index).map_err(|e| cache_err(e.error.to_string()))?;
+        Ok((layer, false))
+    }
+
+    /// A cached layer whose blob is still there with its size; anything else is a miss.
+    fn lookup(&self, index: &Path) -> Result<Option<Layer>, LayerError> {
+        let bytes = match fs::read(index) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(index)(e)),
+        };
+        // A damaged index entry is a miss (it is rewritten), not an error.
+        let Ok(mut layer) = serde_json::from_slice::<Layer>(&bytes) else {
+            return Ok(None);
+        };
+        // The blob is where this cache keeps it, whatever path was recorded.
+        layer.path = self.blobs_dir().join(layer.digest.hex());
+        match fs::metadata(&layer.path) {
+            Ok(m) if m.is_file() && m.len() == layer.size => Ok(Some(layer)),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// sha256 over everything that decides a layer's bytes (see [`LayerCache`]); runs `check`
+/// on each regular file's first bytes while hashing it.
+fn cache_key(plan: &Plan, mtime: u64, compression: Compression, check: &FileCheck<'_>) -> Result<Digest, LayerError> {
+    fn field(h: &mut Sha256, s: &str) {
+        h.update((s.len() as u64).to_le_bytes());
+        h.update(s.as_bytes());
+    }
+    let mut h = Sha256::new();
+    field(&mut h, CACHE_FORMAT);
+    field(&mut h, &compression.to_string());
+    field(&mut h, &mtime.to_string());
+    field(&mut h, &plan.created_by);
+    for item in &plan.items {
+        field(&mut h, &item.path);
+        field(&mut h, &format!("{:o} {} {}", item.mode, item.uid, item.gid));
+        match &item.kind {
+            Kind::Dir { .. } => field(&mut h, "dir"),
+            Kind::Symlink { target } => field(&mut h, &format!("symlink {}", target.display())),
+            Kind::File { src, size } => {
+                let mut file = File::open(src).map_err(io_err(src))?;
+                let head = read_head(&mut file, src)?;
+                check(Path::new(&format!("/{}", item.path)), &head).map_err(LayerError::Refused)?;
+                let mut content = Sha256::new();
+                content.update(&head);
+                let rest = io::copy(&mut file, &mut content).map_err(io_err(src))?;
+                if head.len() as u64 + rest != *size {
+                    return Err(LayerError::Changed {
+                        src: src.display().to_string(),
+                        expected: *size,
+                    });
+                }
+                field(&mut h, &format!("file {size} {}", hex::encode(content.finalize())));
+            }
+        }
+    }
+    let hex = hex::encode(h.finalize());
+    Ok(format!("sha256:{hex}").parse().expect("sha256 hex is a digest"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dests_normalize() {
+        assert_eq!(normalize_dest("/usr//bin/./x").unwrap(), "usr/bin/x");
+        assert_eq!(normalize_dest("/").unwrap(), "");
+        assert!(normalize_dest("usr/bin").is_err());
+        assert!(normalize_dest("/usr/../etc").is_err());
+    }
+
+    #[test]
+    fn plan_is_sorted_with_parents_and_order_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        fs::write(&a, b"a").unwrap();
+        fs::write(&b, b"b").unwrap();
+        let e1 = vec![
+            LayerEntry::new(&b, "/usr/bin/b").with_mode(0o755),
+            LayerEntry::new(&a, "/etc/a").with_mode(0o644),
+        ];
+        let e2: Vec<_> = e1.iter().rev().cloned().collect();
+        let p1 = plan(&e1).unwrap();
+        let p2 = plan(&e2).unwrap();
+        let paths: Vec<_> = p1.items.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(paths, ["etc", "etc/a", "usr", "usr/bin", "usr/bin/b"]);
+        assert_eq!(
+            p1.items.iter().map(|i| (&i.path, &i.kind, i.mode)).collect::<Vec<_>>(),
+            p2.items.iter().map(|i| (&i.path, &i.kind, i.mode)).collect::<Vec<_>>()
+        );
+        assert_eq!(p1.created_by, "pier: add /etc/a /usr/bin/b");
+        assert!(
+            p1.items
+                .iter()
+                .filter(|i| matches!(i.kind, Kind::Dir { .. }))
+                .all(|i| i.mode == DIR_MODE)
+        );
+    }
+
+    #[test]
+    fn conflicts_and_bad_input_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        fs::write(&a, b"a").unwrap();
+        fs::write(&b, b"b").unwrap();
+        let err = plan(&[LayerEntry::new(&a, "/x"), LayerEntry::new(&b, "/x")]).unwrap_err();
+        assert!(
+            matches!(err, LayerError::Conflict { ref path, .. } if path == "x"),
+            "{err}"
+        );
+        // The same file twice is fine.
+        plan(&[LayerEntry::new(&a, "/x"), LayerEntry::new(&a, "/x")]).unwrap();
+        let err = plan(&[LayerEntry::new(&a, "x")]).unwrap_err();
+        assert!(err.to_string().contains("is not absolute"), "{err}");
+        let err = plan(&[LayerEntry::new(&a, "/x").with_mode(0o10000)]).unwrap_err();
+        assert!(matches!(err, LayerError::BadMode { .. }), "{err}");
+        let err = plan(&[LayerEntry::new(&a, "/")]).unwrap_err();
+        assert!(matches!(err, LayerError::BadDest { .. }), "{err}");
+    }
+
+    #[test]
+    fn hash_writer_hashes_what_passes() {
+        let mut w = HashWriter::new(Vec::new());
+        w.write_all(b"hello").unwrap();
+        let (inner, digest, n) = w.finish();
+        assert_eq!(inner, b"hello");
+        assert_eq!(n, 5);
+        assert_eq!(digest, Digest::sha256_of(b"hello"));
+    }
+
+    #[test]
+    fn elf_checker_names_path_and_both_sides() {
+        let profiles = pier_arch_profiles::Profiles::builtin();
+        let arm = profiles.lookup("arm64").unwrap();
+        let mut x86 = [0u8; 64];
+        x86[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        x86[18] = 62;
+        let check = elf_checker(arm, &["/opt/ok".to_owned()]);
+        let msg = check(Path::new("/usr/bin/app"), &x86).unwrap_err();
+        assert!(msg.starts_with("/usr/bin/app: "), "{msg}");
+        assert!(
+            msg.contains("x86-64") && msg.contains("aarch64") && msg.contains("linux/arm64/v8"),
+            "{msg}"
+        );
+        check(Path::new("/opt/ok"), &x86).unwrap();
+        check(Path::new("/etc/conf"), b"not elf").unwrap();
+        let msg = check(Path::new("/bad"), b"\x7fELF\x02").unwrap_err();
+        assert!(msg.starts_with("/bad: truncated"), "{msg}");
+    }
+
+    #[test]
+    fn cache_hits_on_same_inputs_and_misses_on_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("f");
+        fs::write(&src, b"one").unwrap();
+        let cache = LayerCache::open(dir.path().join("cache")).unwrap();
+        let entries = [LayerEntry::new(&src, "/f").with_mode(0o644)];
+        let (first, hit) = cache.get_or_build(&entries, 7, Compression::Gzip, &no_check).unwrap();
+        assert!(!hit);
+        let (again, hit) = cache.get_or_build(&entries, 7, Compression::Gzip, &no_check).unwrap();
+        assert!(hit);
+        assert_eq!(first, again);
+        let (other_time, hit) = cache.get_or_build(&entries, 8, Compression::Gzip, &no_check).unwrap();
+        assert!(!hit);
+        assert_ne!(other_time.digest, first.digest);
+        fs::write(&src, b"two").unwrap();
+        let (changed, hit) = cache.get_or_build(&entries, 7, Compression::Gzip, &no_check).unwrap();
+        assert!(!hit);
+        assert_ne!(changed.digest, first.digest);
+        // A missing blob is a miss, rebuilt to the same digest.
+        fs::write(&src, b"one").unwrap();
+        fs::remove_file(&first.path).unwrap();
+        let (rebuilt, hit) = cache.get_or_build(&entries, 7, Compression::Gzip, &no_check).unwrap();
+        assert!(!hit);
+        assert_eq!(rebuilt.digest, first.digest);
+        // The check runs on hits too.
+        let refuse = |d: &Path, _: &[u8]| Err(format!("{}: no", d.display()));
+        let err = cache.get_or_build(&entries, 7, Compression::Gzip, &refuse).unwrap_err();
+        assert_eq!(err.to_string(), "/f: no");
+    }
+}
