@@ -5,9 +5,12 @@
 //!   per-platform plan with placeholders expanded;
 //! - [`layer`]: deterministic layers (sorted entries, fixed owners, modes and times, pinned
 //!   compressor), hashed as they are written;
-//! - [`image`]: image configs, manifests and the index, written as an OCI layout.
+//! - [`image`]: image configs, manifests and the index, written as an OCI layout;
+//! - [`build`]: `pier build`: steps and layers of every platform in parallel, then the
+//!   images and one index into the output.
 #![deny(missing_docs)]
 
+pub mod build;
 pub mod image;
 pub mod layer;
 pub mod spec;

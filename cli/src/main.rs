@@ -2,11 +2,13 @@
 
 mod admin;
 mod api;
+mod build;
 mod credentials;
 mod output;
 mod serve;
 mod when;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::builder::TypedValueParser;
@@ -19,7 +21,8 @@ use crate::api::{AuditQuery, Permission, Role};
 #[derive(Parser)]
 #[command(name = "pier", version, about)]
 struct Cli {
-    /// Print the server's JSON instead of tables and messages (management commands)
+    /// Print JSON instead of tables and messages (the server's JSON for management commands,
+    /// the build report for `pier build`)
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
@@ -84,6 +87,32 @@ enum Command {
     /// WHEN is an RFC 3339 time (2026-11-23T10:00:00Z, with an offset such as +08:00, or a
     /// bare date), Unix seconds, or a duration meaning that long ago (30m, 1h, 7d).
     Audit(AuditArgs),
+    /// Build one image per platform from a pipeline spec (pier.yaml), daemonless, in
+    /// parallel, into one multi-arch index.
+    ///
+    /// Steps run on this host with `sh -c` in the spec's directory. Times come from
+    /// SOURCE_DATE_EPOCH, else the last git commit of the spec's directory, else 0.
+    Build(BuildArgs),
+}
+
+#[derive(Args)]
+struct BuildArgs {
+    /// The pipeline spec
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    file: PathBuf,
+    /// Where the images go: oci:DIR (an OCI image layout); --push and docker-archive: are
+    /// not implemented yet
+    #[arg(long, value_name = "oci:DIR")]
+    output: String,
+    /// Build only this platform (any alias; repeatable) [default: every platform of the spec]
+    #[arg(long = "platform", value_name = "P")]
+    platforms: Vec<String>,
+    /// An architecture table (TOML) merged over the built-in one
+    #[arg(long, value_name = "FILE")]
+    profiles: Option<PathBuf>,
+    /// Layer cache and step logs [default: $XDG_CACHE_HOME/pier, else ~/.cache/pier]
+    #[arg(long, env = "PIER_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -331,6 +360,14 @@ fn manage(command: Command, json: bool) -> anyhow::Result<()> {
             };
             s.audit(query, a.all)
         }
+        Command::Build(a) => build::run(build::Request {
+            file: a.file,
+            output: a.output,
+            platforms: a.platforms,
+            profiles: a.profiles,
+            cache_dir: a.cache_dir,
+            json,
+        }),
     }
 }
 
@@ -454,6 +491,35 @@ mod tests {
         assert!(a.all);
         assert!(parse(&["audit", "--limit", "0"]).is_err());
         assert!(parse(&["audit", "--limit", "1001"]).is_err());
+    }
+
+    #[test]
+    fn build_flags() {
+        let cli = parse(&[
+            "build",
+            "-f",
+            "examples/hello/pier.yaml",
+            "--output",
+            "oci:out",
+            "--platform",
+            "amd64",
+            "--platform",
+            "aarch64",
+            "--cache-dir",
+            "/tmp/c",
+            "--json",
+        ])
+        .unwrap();
+        assert!(cli.json);
+        let Command::Build(a) = cli.command else {
+            panic!("not build")
+        };
+        assert_eq!(a.file, PathBuf::from("examples/hello/pier.yaml"));
+        assert_eq!(a.output, "oci:out");
+        assert_eq!(a.platforms, ["amd64", "aarch64"]);
+        assert_eq!(a.cache_dir, Some(PathBuf::from("/tmp/c")));
+        let err = parse(&["build", "-f", "pier.yaml"]).err().unwrap();
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
     }
 
     #[test]

@@ -1,0 +1,679 @@
+//! `pier build`: a spec → one image per platform, built in parallel → one OCI index.
+//!
+//! For every selected platform (one thread each) the plan's steps run on the host with
+//! `sh -c`, in the spec's directory (or the step's `workdir`, relative to it), with the
+//! profile's `PIER_*` variables and the step's env added to the environment; their stdout and
+//! stderr go to a per-platform log under the cache directory. A failing step stops every
+//! platform: the others check a shared flag between steps (and kill a running step). Then
+//! each layer is built through the [`LayerCache`] with the platform's ELF check. Finally the
+//! images and one index — tagged with every tag of the spec, listing the platforms in the
+//! spec's order — are written to the output.
+//!
+//! Times (layer mtimes, config `created`) come from [`BuildOptions::epoch`], else
+//! [`source_date_epoch`]. Only `scratch` bases and `oci:DIR` outputs exist in this slice;
+//! anything else is refused with an error saying so.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use oci_spec::image::{Descriptor, ImageManifestBuilder, MediaType};
+use pier_arch_profiles::{ProfileError, Profiles};
+use serde::Serialize;
+
+use crate::image::{ConfigOptions, ImageError, OciLayout, image_config, oci_platform};
+use crate::layer::{self, Layer, LayerCache, LayerEntry, LayerError};
+use crate::spec::{self, Plan, Spec, SpecError};
+
+/// Lines of a failing step's log the error shows.
+pub const LOG_TAIL_LINES: usize = 20;
+
+/// Where the images go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// An OCI image layout directory (created when missing, kept when it is one).
+    OciDir(PathBuf),
+}
+
+impl Output {
+    /// Parses `--output`: `oci:DIR` is the only form implemented.
+    pub fn parse(text: &str) -> Result<Output, BuildError> {
+        match text.split_once(':') {
+            Some(("oci", dir)) if !dir.is_empty() => Ok(Output::OciDir(PathBuf::from(dir))),
+            _ => Err(BuildError::UnsupportedOutput(text.to_owned())),
+        }
+    }
+}
+
+/// What to build and where.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// The `pier.yaml`; relative paths in it are relative to its directory.
+    pub spec: PathBuf,
+    /// Platforms to build (any alias), in any order; `None`: every platform of the spec.
+    /// The spec's order is kept either way.
+    pub platforms: Option<Vec<String>>,
+    /// A user architecture table merged over the built-in one.
+    pub profiles: Option<PathBuf>,
+    /// The layer cache and the step logs (`<cache_dir>/logs/`).
+    pub cache_dir: PathBuf,
+    /// Where the images go.
+    pub output: Output,
+    /// `SOURCE_DATE_EPOCH`; `None`: [`source_date_epoch`] of the spec's directory.
+    pub epoch: Option<u64>,
+}
+
+/// Progress of a build, for the caller to show. Sent from the platforms' threads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A step is starting.
+    StepStarted {
+        /// Canonical platform.
+        platform: String,
+        /// 0-based index of the step.
+        index: usize,
+        /// Number of steps of the platform.
+        total: usize,
+        /// The command.
+        command: String,
+    },
+    /// A step ended with success.
+    StepFinished {
+        /// Canonical platform.
+        platform: String,
+        /// 0-based index of the step.
+        index: usize,
+        /// How long it ran.
+        elapsed: Duration,
+    },
+    /// A layer is ready.
+    Layer {
+        /// Canonical platform.
+        platform: String,
+        /// The layer's name in the spec, else `layers[i]`.
+        name: String,
+        /// Its digest.
+        digest: String,
+        /// Compressed size.
+        size: u64,
+        /// Whether it came from the cache.
+        cached: bool,
+    },
+    /// Every step and layer of a platform is done.
+    PlatformDone {
+        /// Canonical platform.
+        platform: String,
+    },
+}
+
+/// One layer of a built image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LayerReport {
+    /// Digest of the compressed blob.
+    pub digest: String,
+    /// Compressed size.
+    pub size: u64,
+    /// Whether it came from the cache.
+    pub cached: bool,
+}
+
+/// One platform's image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlatformReport {
+    /// Canonical platform.
+    pub platform: String,
+    /// Manifest digest.
+    pub manifest: String,
+    /// Config digest.
+    pub config: String,
+    /// Layers, in order.
+    pub layers: Vec<LayerReport>,
+}
+
+/// What a build produced (also the `--json` output).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BuildReport {
+    /// Digest of the index.
+    pub index: String,
+    /// Tags the index got.
+    pub tags: Vec<String>,
+    /// Images, in the spec's platform order.
+    pub platforms: Vec<PlatformReport>,
+}
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The spec is invalid (the error names file, line and field).
+    #[error("{0}")]
+    Spec(SpecError),
+    /// The user architecture table is invalid.
+    #[error("{0}")]
+    Profiles(ProfileError),
+    /// An `--output` other than `oci:DIR`.
+    #[error(
+        "output {0:?} is not supported: only oci:DIR is implemented so far \
+         (--push and docker-archive: are not implemented yet)"
+    )]
+    UnsupportedOutput(String),
+    /// A `--platform` that is not a platform of the spec.
+    #[error("{file}: platform {given:?} is not one the spec builds (it builds: {known})")]
+    PlatformNotInSpec {
+        /// The spec file.
+        file: String,
+        /// As given.
+        given: String,
+        /// The spec's platforms.
+        known: String,
+    },
+    /// A base image other than `scratch`.
+    #[error(
+        "{file}: `base` of {platform} is {base:?}: pulling base images is not implemented yet \
+         (only `scratch` is supported for now)"
+    )]
+    BaseNotSupported {
+        /// The spec file.
+        file: String,
+        /// Canonical platform.
+        platform: String,
+        /// The base as planned.
+        base: String,
+    },
+    /// A feature of the spec this slice does not implement.
+    #[error("{file}: `{field}` of {platform}: {message}")]
+    NotImplemented {
+        /// The spec file.
+        file: String,
+        /// Field.
+        field: String,
+        /// Canonical platform.
+        platform: String,
+        /// What is missing.
+        message: String,
+    },
+    /// `SOURCE_DATE_EPOCH` is not a number of seconds.
+    #[error("SOURCE_DATE_EPOCH={0:?} is not a number of seconds since 1970")]
+    BadEpoch(String),
+    /// A step exited with failure (or could not be started).
+    #[error("{0}")]
+    StepFailed(Box<StepFailure>),
+    /// A layer could not be built (a file refused by the ELF check, a missing source…).
+    #[error("{platform}: layer {layer}: {error}")]
+    Layer {
+        /// Canonical platform.
+        platform: String,
+        /// Layer name or `layers[i]`.
+        layer: String,
+        /// Why (shown in the message, so not chained as a source).
+        error: LayerError,
+    },
+    /// Writing the output failed.
+    #[error("{output}: {error}")]
+    Image {
+        /// The output.
+        output: String,
+        /// Why (shown in the message, so not chained as a source).
+        error: ImageError,
+    },
+    /// Another platform failed first; this one stopped.
+    #[error("{0}: stopped because another platform failed")]
+    Cancelled(String),
+    /// Reading or writing a file of the build failed.
+    #[error("{path}: {error}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why (shown in the message, so not chained as a source).
+        error: io::Error,
+    },
+}
+
+/// A failed step: the platform, the command, how it ended and the end of its log.
+#[derive(Debug, thiserror::Error)]
+#[error("{platform}: step {index} failed: `{command}` {status}\nlog: {log}\n--- last lines of the log ---\n{tail}")]
+pub struct StepFailure {
+    /// Canonical platform.
+    pub platform: String,
+    /// 1-based step number.
+    pub index: usize,
+    /// The command.
+    pub command: String,
+    /// `exited with status 3`, `was killed by signal 9`, …
+    pub status: String,
+    /// The platform's log file.
+    pub log: String,
+    /// Its last [`LOG_TAIL_LINES`] lines.
+    pub tail: String,
+}
+
+// Not `#[from]`: the messages already hold their causes, so no source chain repeats them.
+impl From<SpecError> for BuildError {
+    fn from(e: SpecError) -> BuildError {
+        BuildError::Spec(e)
+    }
+}
+
+impl From<ProfileError> for BuildError {
+    fn from(e: ProfileError) -> BuildError {
+        BuildError::Profiles(e)
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BuildError + '_ {
+    move |error| BuildError::Io {
+        path: path.display().to_string(),
+        error,
+    }
+}
+
+/// `SOURCE_DATE_EPOCH` from the environment if set, else the time of the last git commit of
+/// `dir` (`git -C DIR log -1 --format=%ct`, when git exists and `dir` is in a repository),
+/// else 0.
+pub fn source_date_epoch(dir: &Path) -> Result<u64, BuildError> {
+    if let Some(v) = std::env::var_os("SOURCE_DATE_EPOCH") {
+        let v = v.to_string_lossy().trim().to_owned();
+        return v.parse().map_err(|_| BuildError::BadEpoch(v));
+    }
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["log", "-1", "--format=%ct"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output();
+    Ok(match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().parse().unwrap_or(0),
+        _ => 0,
+    })
+}
+
+/// Builds the spec: steps and layers of every platform in parallel, then the images and
+/// the index into the output. `progress` receives [`Event`]s from the platforms' threads.
+pub fn build(opts: &BuildOptions, progress: &(dyn Fn(Event) + Sync)) -> Result<BuildReport, BuildError> {
+    let profiles = Profiles::load(opts.profiles.as_deref())?;
+    let mut spec = Spec::load_with(&opts.spec, &profiles)?;
+    let file = spec.file_name().to_owned();
+    let spec_dir = match opts.spec.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if let Some(wanted) = &opts.platforms {
+        let mut keep = Vec::new();
+        for given in wanted {
+            let platform = profiles
+                .lookup(given)
+                .map(|p| p.platform().clone())
+                .filter(|p| spec.platforms.contains(p))
+                .ok_or_else(|| BuildError::PlatformNotInSpec {
+                    file: file.clone(),
+                    given: given.clone(),
+                    known: spec
+                        .platforms
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?;
+            keep.push(platform);
+        }
+        spec.platforms.retain(|p| keep.contains(p));
+    }
+    let plans = spec.plan(&profiles)?;
+    for plan in &plans {
+        if plan.base != "scratch" {
+            return Err(BuildError::BaseNotSupported {
+                file: file.clone(),
+                platform: plan.platform.to_string(),
+                base: plan.base.clone(),
+            });
+        }
+        if plan.compression != spec::Compression::Gzip {
+            return Err(BuildError::NotImplemented {
+                file: file.clone(),
+                field: "compression".into(),
+                platform: plan.platform.to_string(),
+                message: "zstd layers are not implemented yet (use gzip)".into(),
+            });
+        }
+    }
+    let epoch = match opts.epoch {
+        Some(e) => e,
+        None => source_date_epoch(&spec_dir)?,
+    };
+    let cache = LayerCache::open(&opts.cache_dir).map_err(|error| BuildError::Layer {
+        platform: "-".into(),
+        layer: "cache".into(),
+        error,
+    })?;
+    let logs = opts.cache_dir.join("logs");
+    fs::create_dir_all(&logs).map_err(io_err(&logs))?;
+
+    let stop = AtomicBool::new(false);
+    let ctx = Ctx {
+        file: &file,
+        spec_dir: &spec_dir,
+        cache: &cache,
+        logs: &logs,
+        epoch,
+        stop: &stop,
+        progress,
+        profiles: &profiles,
+    };
+    let results: Vec<Result<Vec<(Layer, bool)>, BuildError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = plans.iter().map(|plan| s.spawn(|| ctx.platform(plan))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut built = Vec::new();
+    let mut cancelled = None;
+    for r in results {
+        match r {
+            Ok(layers) => built.push(layers),
+            Err(e @ BuildError::Cancelled(_)) => cancelled = cancelled.or(Some(e)),
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(e) = cancelled {
+        return Err(e);
+    }
+
+    let Output::OciDir(dir) = &opts.output;
+    let image_err = |error| BuildError::Image {
+        output: format!("oci:{}", dir.display()),
+        error,
+    };
+    let layout = OciLayout::create(dir).map_err(image_err)?;
+    let mut manifests = Vec::new();
+    let mut reports = Vec::new();
+    for (plan, layers) in plans.iter().zip(&built) {
+        let only: Vec<Layer> = layers.iter().map(|(l, _)| l.clone()).collect();
+        let (desc, config) = write_image(&layout, plan, &only, epoch).map_err(image_err)?;
+        reports.push(PlatformReport {
+            platform: plan.platform.to_string(),
+            manifest: desc.digest().to_string(),
+            config,
+            layers: layers
+                .iter()
+                .map(|(l, cached)| LayerReport {
+                    digest: l.digest.to_string(),
+                    size: l.size,
+                    cached: *cached,
+                })
+                .collect(),
+        });
+        manifests.push(desc);
+    }
+    let mut index = None;
+    for tag in &spec.tags {
+        index = Some(
+            layout
+                .write_index(&manifests, tag, &BTreeMap::new())
+                .map_err(image_err)?,
+        );
+    }
+    let index = match index {
+        Some(i) => i,
+        // No tags (the spec defaults to `latest`, so only an empty list): write it untagged.
+        None => layout
+            .put_json(
+                pier_oci::media::OCI_INDEX,
+                &untagged_index(&manifests).map_err(image_err)?,
+            )
+            .map_err(image_err)?,
+    };
+    Ok(BuildReport {
+        index: index.digest().to_string(),
+        tags: spec.tags.clone(),
+        platforms: reports,
+    })
+}
+
+fn untagged_index(manifests: &[Descriptor]) -> Result<oci_spec::image::ImageIndex, ImageError> {
+    oci_spec::image::ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(manifests.to_vec())
+        .build()
+        .map_err(|e| ImageError::Spec {
+            what: "image index",
+            message: e.to_string(),
+        })
+}
+
+/// Like [`OciLayout::write_image`], with the plan's manifest annotations. Returns the
+/// manifest descriptor (with its platform) and the config digest.
+fn write_image(
+    layout: &OciLayout,
+    plan: &Plan,
+    layers: &[Layer],
+    epoch: u64,
+) -> Result<(Descriptor, String), ImageError> {
+    let cfg = ConfigOptions {
+        env: plan.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        entrypoint: plan.entrypoint.clone(),
+        cmd: plan.cmd.clone(),
+        workdir: plan.workdir.clone(),
+        user: plan.user.clone(),
+        exposed_ports: plan.exposed_ports.clone(),
+        labels: plan.labels.clone(),
+    };
+    let config = image_config(&plan.platform, layers, &cfg, epoch)?;
+    let layer_descs = layers
+        .iter()
+        .map(|l| layout.link_layer(l))
+        .collect::<Result<Vec<_>, _>>()?;
+    let config_desc = layout.put_json(pier_oci::media::OCI_CONFIG, &config)?;
+    let config_digest = config_desc.digest().to_string();
+    let mut b = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(config_desc)
+        .layers(layer_descs);
+    if !plan.annotations.is_empty() {
+        b = b.annotations(
+            plan.annotations
+                .clone()
+                .into_iter()
+                .collect::<std::collections::HashMap<_, _>>(),
+        );
+    }
+    let manifest = b.build().map_err(|e| ImageError::Spec {
+        what: "image manifest",
+        message: e.to_string(),
+    })?;
+    let mut desc = layout.put_json(pier_oci::media::OCI_MANIFEST, &manifest)?;
+    desc.set_platform(Some(oci_platform(&plan.platform)));
+    Ok((desc, config_digest))
+}
+
+/// What every platform's thread shares.
+struct Ctx<'a> {
+    file: &'a str,
+    spec_dir: &'a Path,
+    cache: &'a LayerCache,
+    logs: &'a Path,
+    epoch: u64,
+    stop: &'a AtomicBool,
+    progress: &'a (dyn Fn(Event) + Sync),
+    profiles: &'a Profiles,
+}
+
+impl Ctx<'_> {
+    /// Steps, then layers, of one platform; sets the stop flag on failure.
+    fn platform(&self, plan: &Plan) -> Result<Vec<(Layer, bool)>, BuildError> {
+        let r = self.platform_inner(plan);
+        if matches!(&r, Err(e) if !matches!(e, BuildError::Cancelled(_))) {
+            self.stop.store(true, Ordering::SeqCst);
+        }
+        r
+    }
+
+    fn platform_inner(&self, plan: &Plan) -> Result<Vec<(Layer, bool)>, BuildError> {
+        let name = plan.platform.to_string();
+        let log_path = self.logs.join(format!("{}.log", name.replace('/', "-")));
+        let mut log = File::create(&log_path).map_err(io_err(&log_path))?;
+        for (i, step) in plan.steps.iter().enumerate() {
+            if self.stop.load(Ordering::SeqCst) {
+                return Err(BuildError::Cancelled(name.clone()));
+            }
+            (self.progress)(Event::StepStarted {
+                platform: name.clone(),
+                index: i,
+                total: plan.steps.len(),
+                command: step.run.clone(),
+            });
+            let started = Instant::now();
+            let dir = match &step.workdir {
+                Some(w) => self.spec_dir.join(w),
+                None => self.spec_dir.to_path_buf(),
+            };
+            writeln!(log, "$ {}", step.run).map_err(io_err(&log_path))?;
+            log.flush().map_err(io_err(&log_path))?;
+            let fail = |status: String, log: &mut File| {
+                let tail = tail(&log_path, LOG_TAIL_LINES);
+                let _ = writeln!(log, "pier: step {status}");
+                BuildError::StepFailed(Box::new(StepFailure {
+                    platform: name.clone(),
+                    index: i + 1,
+                    command: step.run.clone(),
+                    status,
+                    log: log_path.display().to_string(),
+                    tail,
+                }))
+            };
+            let child = (|| {
+                Command::new("sh")
+                    .arg("-c")
+                    .arg(&step.run)
+                    .current_dir(&dir)
+                    .envs(&plan.vars)
+                    .envs(&step.env)
+                    .stdin(Stdio::null())
+                    .stdout(log.try_clone()?)
+                    .stderr(log.try_clone()?)
+                    .spawn()
+            })();
+            let mut child = match child {
+                Ok(c) => c,
+                Err(e) => {
+                    return Err(fail(
+                        format!("could not start `sh` in {}: {e}", dir.display()),
+                        &mut log,
+                    ));
+                }
+            };
+            let status = loop {
+                match child.try_wait() {
+                    Ok(Some(status)) => break status,
+                    Ok(None) if self.stop.load(Ordering::SeqCst) => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return Err(BuildError::Cancelled(name.clone()));
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                    Err(e) => return Err(fail(format!("could not be waited for: {e}"), &mut log)),
+                }
+            };
+            if !status.success() {
+                return Err(fail(describe(status), &mut log));
+            }
+            (self.progress)(Event::StepFinished {
+                platform: name.clone(),
+                index: i,
+                elapsed: started.elapsed(),
+            });
+        }
+        if self.stop.load(Ordering::SeqCst) {
+            return Err(BuildError::Cancelled(name.clone()));
+        }
+        let profile = self
+            .profiles
+            .lookup(&name)
+            .filter(|p| p.platform() == &plan.platform)
+            .ok_or_else(|| SpecError::UnsupportedPlatform {
+                file: self.file.to_owned(),
+                platform: name.clone(),
+            })?;
+        let mut layers = Vec::new();
+        for (i, spec_layer) in plan.layers.iter().enumerate() {
+            if self.stop.load(Ordering::SeqCst) {
+                return Err(BuildError::Cancelled(name.clone()));
+            }
+            let layer_name = spec_layer.name.clone().unwrap_or_else(|| format!("layers[{i}]"));
+            let entries: Vec<LayerEntry> = spec_layer
+                .files
+                .iter()
+                .map(|f| {
+                    let mut e = LayerEntry::new(self.spec_dir.join(&f.src), f.dest.clone()).with_owner(f.uid, f.gid);
+                    if let Some(m) = f.mode {
+                        e = e.with_mode(m);
+                    }
+                    e
+                })
+                .collect();
+            let allow: Vec<String> = spec_layer
+                .files
+                .iter()
+                .filter(|f| f.allow_elf_mismatch)
+                .map(|f| f.dest.clone())
+                .collect();
+            let check = layer::elf_checker(profile, &allow);
+            let (built, cached) = self
+                .cache
+                .get_or_build(&entries, self.epoch, layer::Compression::Gzip, &check)
+                .map_err(|error| BuildError::Layer {
+                    platform: name.clone(),
+                    layer: layer_name.clone(),
+                    error,
+                })?;
+            (self.progress)(Event::Layer {
+                platform: name.clone(),
+                name: layer_name,
+                digest: built.digest.to_string(),
+                size: built.size,
+                cached,
+            });
+            layers.push((built, cached));
+        }
+        (self.progress)(Event::PlatformDone { platform: name });
+        Ok(layers)
+    }
+}
+
+/// `exited with status 3` or `was killed by signal 9`.
+fn describe(status: ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        return format!("exited with status {code}");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt as _;
+        if let Some(sig) = status.signal() {
+            return format!("was killed by signal {sig}");
+        }
+    }
+    format!("ended with {status}")
+}
+
+/// The last `n` lines of a file (of its last 64 KiB), lossily decoded.
+fn tail(path: &Path, n: usize) -> String {
+    let Ok(mut f) = File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = len.saturating_sub(64 * 1024);
+    if f.seek(SeekFrom::Start(start)).is_err() {
+        return String::new();
+    }
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
