@@ -1,0 +1,432 @@
+//! `pier build` end to end, on the real example (`examples/hello`): one spec, one command,
+//! five platforms under one index in an OCI layout; skopeo pushes it into `pier serve`,
+//! docker pulls and runs the four emulatable platforms, the SW64 stand-in is checked by its
+//! config and ELF machine. Then reproducibility (two fresh builds, one digest; one changed
+//! input, one changed platform) and the ELF check (a wrong-arch binary fails the build).
+//!
+//! Every build runs from a copy of the example in a temporary directory, from another
+//! working directory (paths in the spec are relative to the spec), with its own
+//! `--cache-dir` and a fixed `SOURCE_DATE_EPOCH`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use pier_e2e::docker::Dockerd;
+use pier_e2e::images;
+use pier_e2e::{Finished, Pier, SKOPEO_TIMEOUT, admin_client, admin_creds, pier_bin, require_tools, run_with_timeout};
+use serde_json::Value;
+
+/// Fixes every time in the images: 2023-11-14T22:13:20Z.
+const SOURCE_DATE_EPOCH: &str = "1700000000";
+/// `SOURCE_DATE_EPOCH` as RFC 3339, as image configs write it.
+const SOURCE_DATE: &str = "2023-11-14T22:13:20Z";
+/// How long one `pier build` may take: a cold zig cache compiles musl for each target (about
+/// a minute each, several at once on two cores); warm, a build takes seconds.
+const BUILD_TIMEOUT: Duration = Duration::from_secs(900);
+/// Per-request limit for the test's own HTTP checks against pier.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// The example's platforms, canonical, in the spec's order.
+const PLATFORMS: [&str; 5] = [
+    "linux/amd64",
+    "linux/arm64/v8",
+    "linux/loong64",
+    "linux/sw64",
+    "linux/mips64le",
+];
+/// The emulatable platforms and what `hello` prints on each (`uname(2)`'s machine).
+const RUNNABLE: [(&str, &str); 4] = [
+    ("linux/amd64", "x86_64"),
+    ("linux/arm64/v8", "aarch64"),
+    ("linux/loong64", "loongarch64"),
+    ("linux/mips64le", "mips64"),
+];
+/// The project and repository the example is pushed to (private: clients authenticate).
+const PROJECT: &str = "library";
+const REPO: &str = "library/hello";
+/// The text in `sw64-standin.sh`'s note that test 2 changes.
+const STANDIN_NOTE: &str = "SW64 stand-in, not a program";
+
+/// Copy `examples/hello` (its files, not a stray `out/` from a build in place) into `dest`;
+/// the copied `pier.yaml`.
+fn copy_example(dest: &Path) -> PathBuf {
+    let src = pier_e2e::workspace_root().join("examples/hello");
+    std::fs::create_dir_all(dest).expect("example copy dir");
+    for entry in std::fs::read_dir(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display())) {
+        let entry = entry.expect("dir entry");
+        if entry.file_type().expect("file type").is_file() {
+            std::fs::copy(entry.path(), dest.join(entry.file_name())).expect("copy example file");
+        }
+    }
+    let spec = dest.join("pier.yaml");
+    assert!(spec.is_file(), "examples/hello/pier.yaml is missing");
+    spec
+}
+
+/// `pier build -f SPEC --output oci:OUT --cache-dir CACHE --json [EXTRA…]`, run from `cwd`
+/// with `SOURCE_DATE_EPOCH` fixed.
+fn pier_build(cwd: &Path, spec: &Path, out: &Path, cache: &Path, extra: &[&str]) -> Finished {
+    let mut cmd = Command::new(pier_bin());
+    cmd.current_dir(cwd)
+        .arg("build")
+        .arg("-f")
+        .arg(spec)
+        .arg("--output")
+        .arg(format!("oci:{}", out.display()))
+        .arg("--cache-dir")
+        .arg(cache)
+        .arg("--json")
+        .args(extra)
+        .env("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH);
+    run_with_timeout(&mut cmd, BUILD_TIMEOUT)
+}
+
+/// [`pier_build`] that must succeed; its `--json` report, checked for shape.
+fn build_ok(cwd: &Path, spec: &Path, out: &Path, cache: &Path) -> Value {
+    let f = pier_build(cwd, spec, out, cache, &[]);
+    assert!(
+        f.status.success(),
+        "pier build -f {} failed with {}\nstdout:\n{}\nstderr:\n{}",
+        spec.display(),
+        f.status,
+        f.stdout,
+        f.stderr
+    );
+    let report: Value = serde_json::from_str(f.stdout.trim())
+        .unwrap_or_else(|e| panic!("pier build --json: stdout is not JSON ({e}):\n{}", f.stdout));
+    let index = report["index"].as_str().unwrap_or_else(|| panic!("no index: {report}"));
+    assert!(is_digest(index), "index {index:?}: {report}");
+    assert_eq!(report["tags"], serde_json::json!(["1.0", "latest"]), "{report}");
+    let platforms: Vec<&str> = entries(&report)
+        .iter()
+        .map(|p| p["platform"].as_str().unwrap())
+        .collect();
+    assert_eq!(platforms, PLATFORMS, "{report}");
+    for p in entries(&report) {
+        assert!(is_digest(p["manifest"].as_str().unwrap_or_default()), "{p}");
+        assert!(is_digest(p["config"].as_str().unwrap_or_default()), "{p}");
+        let layers = p["layers"].as_array().unwrap_or_else(|| panic!("no layers: {p}"));
+        assert_eq!(layers.len(), 1, "one layer per image: {p}");
+        for l in layers {
+            assert!(is_digest(l["digest"].as_str().unwrap_or_default()), "{l}");
+            assert!(l["size"].as_u64().is_some_and(|s| s > 0), "{l}");
+            assert!(l["cached"].is_boolean(), "{l}");
+        }
+    }
+    report
+}
+
+fn is_digest(s: &str) -> bool {
+    s.strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The report's `platforms` entries.
+fn entries(report: &Value) -> &Vec<Value> {
+    report["platforms"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no platforms: {report}"))
+}
+
+/// Platform → `field` of its entry (`manifest`, `config`) in a build report.
+fn by_platform(report: &Value, field: &str) -> BTreeMap<String, String> {
+    entries(report)
+        .iter()
+        .map(|p| {
+            (
+                p["platform"].as_str().unwrap().to_owned(),
+                p[field].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Platform → its first layer's digest in a build report.
+fn layers_by_platform(report: &Value) -> BTreeMap<String, String> {
+    entries(report)
+        .iter()
+        .map(|p| {
+            (
+                p["platform"].as_str().unwrap().to_owned(),
+                p["layers"][0]["digest"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Read a JSON blob out of an OCI layout.
+fn layout_json(dir: &Path, digest: &str) -> Value {
+    let path = dir.join("blobs/sha256").join(&digest[7..]);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(images::sha256(&bytes), digest, "{}", path.display());
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: not JSON: {e}", path.display()))
+}
+
+/// GET `path` from pier as the system admin; must succeed.
+fn get(pier: &Pier, path: &str, accept: &str) -> reqwest::blocking::Response {
+    let r = admin_client(HTTP_TIMEOUT)
+        .get(format!("{}{path}", pier.url()))
+        .header("accept", accept)
+        .send()
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    assert!(r.status().is_success(), "GET {path}: {}", r.status());
+    r
+}
+
+/// The entry `name` of a gzip tar layer: its bytes and its mtime.
+fn layer_entry(layer_gz: &[u8], name: &str) -> Option<(Vec<u8>, u64)> {
+    let mut a = tar::Archive::new(flate2::read::GzDecoder::new(layer_gz));
+    for e in a.entries().expect("tar entries") {
+        let mut e = e.expect("tar entry");
+        let path = e.path().expect("entry path").to_string_lossy().into_owned();
+        if path.trim_start_matches("./").trim_start_matches('/') == name {
+            let mtime = e.header().mtime().expect("mtime");
+            let mut v = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut v).expect("read entry");
+            return Some((v, mtime));
+        }
+    }
+    None
+}
+
+#[test]
+fn hello_builds_five_platforms_and_docker_runs_four() {
+    const TEST: &str = "hello_builds_five_platforms_and_docker_runs_four";
+    if !require_tools(TEST, &["skopeo", "dockerd", "docker"]) || !images::require_zig(TEST) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let spec = copy_example(&dir.path().join("hello"));
+    let layout = dir.path().join("hello-oci");
+    let cache = dir.path().join("cache");
+    let report = build_ok(dir.path(), &spec, &layout, &cache);
+    let index_digest = report["index"].as_str().unwrap().to_owned();
+
+    // One layout: the index under both tags, one image per platform with the right config.
+    for tag in ["1.0", "latest"] {
+        assert_eq!(images::layout_tag_digest(&layout, tag), index_digest, "tag {tag}");
+    }
+    let index = layout_json(&layout, &index_digest);
+    assert_eq!(images::index_platforms(&index), PLATFORMS, "{index}");
+    let manifests = by_platform(&report, "manifest");
+    for (m, platform) in index["manifests"].as_array().unwrap().iter().zip(PLATFORMS) {
+        assert_eq!(m["digest"].as_str(), Some(manifests[platform].as_str()), "{platform}");
+        let manifest = layout_json(&layout, &manifests[platform]);
+        let config_digest = manifest["config"]["digest"].as_str().unwrap();
+        assert_eq!(config_digest, by_platform(&report, "config")[platform], "{platform}");
+        let config = layout_json(&layout, config_digest);
+        let mut parts = platform.split('/');
+        assert_eq!(config["os"], parts.next().unwrap(), "{platform}: {config}");
+        assert_eq!(config["architecture"], parts.next().unwrap(), "{platform}: {config}");
+        assert_eq!(config["variant"].as_str(), parts.next(), "{platform}: {config}");
+        assert_eq!(
+            config["created"], SOURCE_DATE,
+            "{platform}: SOURCE_DATE_EPOCH: {config}"
+        );
+        assert_eq!(
+            config["config"]["Entrypoint"],
+            serde_json::json!(["/hello"]),
+            "{platform}"
+        );
+        assert_eq!(config["config"]["Labels"]["io.pier.platform"], platform, "{platform}");
+        assert_eq!(
+            config["rootfs"]["diff_ids"].as_array().map(Vec::len),
+            Some(1),
+            "{config}"
+        );
+    }
+
+    // An unchanged rebuild with the same cache: the same index, every layer from the cache.
+    let again = build_ok(dir.path(), &spec, &dir.path().join("hello-oci-again"), &cache);
+    assert_eq!(again["index"], report["index"], "unchanged rebuild changed the index");
+    for p in entries(&again) {
+        assert_eq!(p["layers"][0]["cached"], true, "unchanged layer was rebuilt: {p}");
+    }
+
+    // skopeo pushes the layout into pier as it is (`--preserve-digests`).
+    let pier = Pier::start(&dir.path().join("data"));
+    pier.create_project(PROJECT, false);
+    let image = format!("{}/{REPO}:1.0", pier.host());
+    let push = run_with_timeout(
+        pier_e2e::skopeo(dir.path()).args([
+            "copy",
+            "--all",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &admin_creds(),
+            &format!("oci:{}:1.0", layout.display()),
+            &format!("docker://{image}"),
+        ]),
+        SKOPEO_TIMEOUT,
+    );
+    assert!(
+        push.status.success(),
+        "skopeo copy failed with {}\nstdout:\n{}\nstderr:\n{}",
+        push.status,
+        push.stdout,
+        push.stderr
+    );
+    let r = get(&pier, &format!("/v2/{REPO}/manifests/1.0"), pier_oci::media::OCI_INDEX);
+    assert_eq!(r.headers()["docker-content-digest"], index_digest.as_str());
+    let served: Value = r.json().unwrap();
+    assert_eq!(images::index_platforms(&served), PLATFORMS);
+
+    // docker pulls and runs each emulatable platform (20.10 keeps one platform per tag, so
+    // run right after each pull; `--pull never` makes the run use exactly that pull).
+    let dk = Dockerd::start();
+    dk.login_admin(&pier.host());
+    for (platform, uname) in RUNNABLE {
+        dk.run(&["pull", "--platform", platform, &image]);
+        let out = dk.run(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--pull",
+            "never",
+            "--platform",
+            platform,
+            &image,
+        ]);
+        assert!(out.contains(uname), "{platform}: {out:?} does not name {uname}");
+        assert_eq!(out.trim(), format!("hello from pier, running on {uname}"), "{platform}");
+    }
+    drop(dk);
+
+    // The SW64 image, read back from pier: sw64 config, and its /hello is the stand-in, an
+    // ELF header with EM_SW64 followed by the note.
+    let sw64 = served["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["platform"]["architecture"] == "sw64")
+        .expect("sw64 entry");
+    let manifest: Value = get(
+        &pier,
+        &format!("/v2/{REPO}/manifests/{}", sw64["digest"].as_str().unwrap()),
+        pier_oci::media::OCI_MANIFEST,
+    )
+    .json()
+    .unwrap();
+    let config: Value = get(
+        &pier,
+        &format!("/v2/{REPO}/blobs/{}", manifest["config"]["digest"].as_str().unwrap()),
+        "*/*",
+    )
+    .json()
+    .unwrap();
+    assert_eq!(
+        (config["os"].as_str(), config["architecture"].as_str()),
+        (Some("linux"), Some("sw64")),
+        "{config}"
+    );
+    assert!(
+        config["config"]["Labels"]["io.pier.sw64-standin"].is_string(),
+        "the sw64 image is labelled as a stand-in: {config}"
+    );
+    let layer_digest = manifest["layers"][0]["digest"].as_str().unwrap();
+    let layer = get(&pier, &format!("/v2/{REPO}/blobs/{layer_digest}"), "*/*")
+        .bytes()
+        .unwrap();
+    assert_eq!(images::sha256(&layer), layer_digest);
+    let (hello, mtime) = layer_entry(&layer, "hello").expect("/hello in the sw64 layer");
+    assert_eq!(images::elf_machine(&hello), Some(images::EM_SW64));
+    assert_eq!(&hello[4..7], [2, 1, 1], "ELF64, little endian, version 1");
+    assert!(
+        String::from_utf8_lossy(&hello[64..]).contains(STANDIN_NOTE),
+        "the stand-in's note follows its header"
+    );
+    assert_eq!(
+        mtime.to_string(),
+        SOURCE_DATE_EPOCH,
+        "layer mtime comes from SOURCE_DATE_EPOCH"
+    );
+}
+
+#[test]
+fn two_fresh_builds_match_and_one_change_touches_one_platform() {
+    const TEST: &str = "two_fresh_builds_match_and_one_change_touches_one_platform";
+    if !images::require_zig(TEST) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let build = |name: &str, change: Option<(&str, &str)>| {
+        let root = dir.path().join(name);
+        let spec = copy_example(&root.join("src"));
+        if let Some((from, to)) = change {
+            let script = root.join("src/sw64-standin.sh");
+            let text = std::fs::read_to_string(&script).unwrap();
+            assert!(text.contains(from), "{} no longer holds {from:?}", script.display());
+            std::fs::write(&script, text.replacen(from, to, 1)).unwrap();
+        }
+        build_ok(&root, &spec, &root.join("oci"), &root.join("cache"))
+    };
+
+    // Separate fresh directories and caches: the same digests, all the way down.
+    let a = build("a", None);
+    let b = build("b", None);
+    assert_eq!(a["index"], b["index"], "two fresh builds differ:\n{a}\n{b}");
+    assert_eq!(by_platform(&a, "manifest"), by_platform(&b, "manifest"));
+    assert_eq!(layers_by_platform(&a), layers_by_platform(&b));
+
+    // One byte of the SW64 stand-in's note changed: only the SW64 image changes.
+    let c = build("c", Some((STANDIN_NOTE, "SW64 stand-in; not a program")));
+    assert_ne!(a["index"], c["index"], "a changed input left the index as it was");
+    let (ma, mc) = (by_platform(&a, "manifest"), by_platform(&c, "manifest"));
+    let (la, lc) = (layers_by_platform(&a), layers_by_platform(&c));
+    for platform in PLATFORMS {
+        if platform == "linux/sw64" {
+            assert_ne!(ma[platform], mc[platform], "{platform}: manifest unchanged");
+            assert_ne!(la[platform], lc[platform], "{platform}: layer unchanged");
+        } else {
+            assert_eq!(ma[platform], mc[platform], "{platform}: manifest changed");
+            assert_eq!(la[platform], lc[platform], "{platform}: layer changed");
+        }
+    }
+}
+
+#[test]
+fn wrong_arch_binary_fails_the_build() {
+    const TEST: &str = "wrong_arch_binary_fails_the_build";
+    if !images::require_zig(TEST) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let spec = copy_example(&dir.path().join("src"));
+    // The arm64 step puts an x86-64 binary where the arm64 one belongs. It compiles it
+    // itself (the steps of the platforms run in parallel, so the amd64 step's output may not
+    // exist yet when this one runs).
+    let yaml = std::fs::read_to_string(&spec).unwrap();
+    assert!(
+        yaml.contains("\noverrides:\n") && !yaml.contains("\n  aarch64:"),
+        "pier.yaml no longer ends with an `overrides` map without aarch64"
+    );
+    let wrong = "  aarch64:\n    steps:\n      - run: mkdir -p out/{uname} && python3 -m ziglang cc \
+                 -target x86_64-linux-musl -static -O2 -o out/{uname}/hello hello.c\n";
+    std::fs::write(&spec, format!("{}\n{wrong}", yaml.trim_end())).unwrap();
+
+    let f = pier_build(
+        dir.path(),
+        &spec,
+        &dir.path().join("oci"),
+        &dir.path().join("cache"),
+        &[],
+    );
+    assert_eq!(
+        f.status.code(),
+        Some(1),
+        "pier build with an x86-64 binary in the arm64 layer: {}\nstdout:\n{}\nstderr:\n{}",
+        f.status,
+        f.stdout,
+        f.stderr
+    );
+    for want in ["/hello", "x86-64", "aarch64"] {
+        assert!(
+            f.stderr.contains(want),
+            "the error does not name {want:?}:\n{}",
+            f.stderr
+        );
+    }
+}
