@@ -594,6 +594,42 @@ pub fn expect_status(
     r
 }
 
+/// `GET path` on pier as the admin; panics unless the answer is a success.
+pub fn admin_get(pier: &Pier, path: &str, accept: &str) -> reqwest::blocking::Response {
+    let r = admin_client(API_TIMEOUT)
+        .get(format!("{}{path}", pier.url()))
+        .header("accept", accept)
+        .send()
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    assert!(r.status().is_success(), "GET {path}: {}", r.status());
+    r
+}
+
+/// The manifest and the config of one architecture's entry in an index served from `repo`.
+pub fn platform_image(
+    pier: &Pier,
+    repo: &str,
+    index: &serde_json::Value,
+    arch: &str,
+) -> (serde_json::Value, serde_json::Value) {
+    let entry = index["manifests"]
+        .as_array()
+        .expect("index manifests")
+        .iter()
+        .find(|m| m["platform"]["architecture"] == arch)
+        .unwrap_or_else(|| panic!("no {arch} entry in {index}"));
+    let digest = entry["digest"].as_str().expect("entry digest");
+    let media_type = entry["mediaType"].as_str().unwrap_or("*/*");
+    let manifest: serde_json::Value = admin_get(pier, &format!("/v2/{repo}/manifests/{digest}"), media_type)
+        .json()
+        .expect("manifest JSON");
+    let config_digest = manifest["config"]["digest"].as_str().expect("config digest");
+    let config: serde_json::Value = admin_get(pier, &format!("/v2/{repo}/blobs/{config_digest}"), "*/*")
+        .json()
+        .expect("config JSON");
+    (manifest, config)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use pier_e2e::docker::Dockerd;
 use pier_e2e::images;
-use pier_e2e::{Finished, Pier, SKOPEO_TIMEOUT, admin_client, admin_creds, pier_bin, require_tools, run_with_timeout};
+use pier_e2e::{
+    Finished, Pier, SKOPEO_TIMEOUT, admin_creds, admin_get, pier_bin, platform_image, require_tools, run_with_timeout,
+};
 use serde_json::Value;
 
 /// Fixes every time in the images: 2023-11-14T22:13:20Z.
@@ -25,8 +27,6 @@ const SOURCE_DATE: &str = "2023-11-14T22:13:20Z";
 /// How long one `pier build` may take: a cold zig cache compiles musl for each target (about
 /// a minute each, several at once on two cores); warm, a build takes seconds.
 const BUILD_TIMEOUT: Duration = Duration::from_secs(900);
-/// Per-request limit for the test's own HTTP checks against pier.
-const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 /// The example's platforms, canonical, in the spec's order.
 const PLATFORMS: [&str; 5] = [
     "linux/amd64",
@@ -164,16 +164,6 @@ fn layout_json(dir: &Path, digest: &str) -> Value {
 }
 
 /// GET `path` from pier as the system admin; must succeed.
-fn get(pier: &Pier, path: &str, accept: &str) -> reqwest::blocking::Response {
-    let r = admin_client(HTTP_TIMEOUT)
-        .get(format!("{}{path}", pier.url()))
-        .header("accept", accept)
-        .send()
-        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-    assert!(r.status().is_success(), "GET {path}: {}", r.status());
-    r
-}
-
 /// The entry `name` of a gzip tar layer: its bytes and its mtime.
 fn layer_entry(layer_gz: &[u8], name: &str) -> Option<(Vec<u8>, u64)> {
     let mut a = tar::Archive::new(flate2::read::GzDecoder::new(layer_gz));
@@ -268,7 +258,7 @@ fn hello_builds_five_platforms_and_docker_runs_four() {
         push.stdout,
         push.stderr
     );
-    let r = get(&pier, &format!("/v2/{REPO}/manifests/1.0"), pier_oci::media::OCI_INDEX);
+    let r = admin_get(&pier, &format!("/v2/{REPO}/manifests/1.0"), pier_oci::media::OCI_INDEX);
     assert_eq!(r.headers()["docker-content-digest"], index_digest.as_str());
     let served: Value = r.json().unwrap();
     assert_eq!(images::index_platforms(&served), PLATFORMS);
@@ -297,26 +287,7 @@ fn hello_builds_five_platforms_and_docker_runs_four() {
 
     // The SW64 image, read back from pier: sw64 config, and its /hello is the stand-in, an
     // ELF header with EM_SW64 followed by the note.
-    let sw64 = served["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["platform"]["architecture"] == "sw64")
-        .expect("sw64 entry");
-    let manifest: Value = get(
-        &pier,
-        &format!("/v2/{REPO}/manifests/{}", sw64["digest"].as_str().unwrap()),
-        pier_oci::media::OCI_MANIFEST,
-    )
-    .json()
-    .unwrap();
-    let config: Value = get(
-        &pier,
-        &format!("/v2/{REPO}/blobs/{}", manifest["config"]["digest"].as_str().unwrap()),
-        "*/*",
-    )
-    .json()
-    .unwrap();
+    let (manifest, config) = platform_image(&pier, REPO, &served, "sw64");
     assert_eq!(
         (config["os"].as_str(), config["architecture"].as_str()),
         (Some("linux"), Some("sw64")),
@@ -327,7 +298,7 @@ fn hello_builds_five_platforms_and_docker_runs_four() {
         "the sw64 image is labelled as a stand-in: {config}"
     );
     let layer_digest = manifest["layers"][0]["digest"].as_str().unwrap();
-    let layer = get(&pier, &format!("/v2/{REPO}/blobs/{layer_digest}"), "*/*")
+    let layer = admin_get(&pier, &format!("/v2/{REPO}/blobs/{layer_digest}"), "*/*")
         .bytes()
         .unwrap();
     assert_eq!(images::sha256(&layer), layer_digest);

@@ -8,7 +8,7 @@ use std::time::Duration;
 use pier_e2e::containerd::Containerd;
 use pier_e2e::docker::Dockerd;
 use pier_e2e::images::{self, ARCHES};
-use pier_e2e::{Pier, SKOPEO_TIMEOUT, admin_client, admin_creds, require_tools, run_ok, skopeo};
+use pier_e2e::{Pier, SKOPEO_TIMEOUT, admin_creds, admin_get, platform_image, require_tools, run_ok, skopeo};
 use serde_json::Value;
 
 /// Private: every client below has to authenticate.
@@ -17,8 +17,6 @@ const REPO: &str = "fleet/hello";
 const TAG: &str = "v1";
 /// How long one `ctr` command may take.
 const CTR_TIMEOUT: Duration = Duration::from_secs(180);
-/// Per-request limit for the test's own HTTP checks against pier.
-const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Pushed {
     dir: tempfile::TempDir,
@@ -42,16 +40,6 @@ fn push_layout() -> Pushed {
     Pushed { dir, pier, layout }
 }
 
-fn get(pier: &Pier, path: &str, accept: &str) -> reqwest::blocking::Response {
-    let r = admin_client(HTTP_TIMEOUT)
-        .get(format!("{}{path}", pier.url()))
-        .header("accept", accept)
-        .send()
-        .unwrap();
-    assert!(r.status().is_success(), "GET {path}: {}", r.status());
-    r
-}
-
 #[test]
 fn skopeo_docker_five_platforms_round_trip() {
     const TEST: &str = "skopeo_docker_five_platforms_round_trip";
@@ -67,7 +55,7 @@ fn skopeo_docker_five_platforms_round_trip() {
     );
 
     // pier serves the index as pushed, with the canonical platforms.
-    let r = get(
+    let r = admin_get(
         &pier,
         &format!("/v2/{REPO}/manifests/{TAG}"),
         pier_oci::media::OCI_INDEX,
@@ -116,26 +104,7 @@ fn skopeo_docker_five_platforms_round_trip() {
     drop(dk);
 
     // The SW64 image: right config, and its file has the SW64 ELF machine.
-    let sw64 = index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["platform"]["architecture"] == "sw64")
-        .unwrap();
-    let manifest: Value = get(
-        &pier,
-        &format!("/v2/{REPO}/manifests/{}", sw64["digest"].as_str().unwrap()),
-        "*/*",
-    )
-    .json()
-    .unwrap();
-    let config: Value = get(
-        &pier,
-        &format!("/v2/{REPO}/blobs/{}", manifest["config"]["digest"].as_str().unwrap()),
-        "*/*",
-    )
-    .json()
-    .unwrap();
+    let (manifest, config) = platform_image(&pier, REPO, &index, "sw64");
     assert_eq!(
         (config["architecture"].as_str(), config["os"].as_str()),
         (Some("sw64"), Some("linux"))
@@ -148,7 +117,7 @@ fn skopeo_docker_five_platforms_round_trip() {
         manifest["annotations"][images::SW64_STANDIN_LABEL],
         images::SW64_STANDIN_NOTE
     );
-    let layer = get(
+    let layer = admin_get(
         &pier,
         &format!("/v2/{REPO}/blobs/{}", manifest["layers"][0]["digest"].as_str().unwrap()),
         "*/*",
