@@ -10,8 +10,9 @@
 //! spec's order — are written to the output.
 //!
 //! Times (layer mtimes, config `created`) come from [`BuildOptions::epoch`], else
-//! [`source_date_epoch`]. Only `scratch` bases and `oci:DIR` outputs exist in this slice;
-//! anything else is refused with an error saying so.
+//! [`source_date_epoch`]. A base other than `scratch` is fetched through a [`BaseFetcher`]
+//! (pier-client implements it for registries and OCI layouts): the platform's image of the
+//! base's index, whose layers go first and whose config the spec's fields extend.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use oci_spec::image::{Descriptor, ImageManifestBuilder, MediaType};
 use pier_arch_profiles::{ProfileError, Profiles};
+use pier_oci::Platform;
 use serde::Serialize;
 
 use crate::image::{ConfigOptions, ImageError, OciLayout, image_config, oci_platform};
@@ -32,19 +34,61 @@ use crate::spec::{self, Plan, Spec, SpecError};
 /// Lines of a failing step's log the error shows.
 pub const LOG_TAIL_LINES: usize = 20;
 
+/// One platform's image of a base, ready to build on.
+#[derive(Debug, Clone, Default)]
+pub struct BaseImage {
+    /// Digest of the base's manifest for this platform (for messages and reports).
+    pub manifest: String,
+    /// The base's image config, as JSON.
+    pub config: serde_json::Value,
+    /// Its layers, in order, as files (with their diff_ids from the config).
+    pub layers: Vec<Layer>,
+}
+
+/// Fetches base images. The builder itself speaks to no registry.
+pub trait BaseFetcher: Sync {
+    /// The image of `platform` in the base `reference` (an index or a single image), its
+    /// layers stored under `blobs_dir` (named by digest hex, reused when present). The error
+    /// is a message naming the base (e.g. the platforms it has instead).
+    fn fetch(&self, reference: &str, platform: &Platform, blobs_dir: &Path) -> Result<BaseImage, String>;
+}
+
+/// The fetcher of [`build`]: every base other than `scratch` is refused.
+pub struct NoBases;
+
+impl BaseFetcher for NoBases {
+    fn fetch(&self, reference: &str, _platform: &Platform, _blobs_dir: &Path) -> Result<BaseImage, String> {
+        Err(format!(
+            "{reference}: this build has no registry client to pull base images (`pier build` has one)"
+        ))
+    }
+}
+
 /// Where the images go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// An OCI image layout directory (created when missing, kept when it is one).
     OciDir(PathBuf),
+    /// A `docker load`-able tar of one platform's image, tagged `image:tag` for every tag.
+    DockerArchive(PathBuf),
 }
 
 impl Output {
-    /// Parses `--output`: `oci:DIR` is the only form implemented.
+    /// Parses `--output`: `oci:DIR` or `docker-archive:FILE`.
     pub fn parse(text: &str) -> Result<Output, BuildError> {
         match text.split_once(':') {
             Some(("oci", dir)) if !dir.is_empty() => Ok(Output::OciDir(PathBuf::from(dir))),
+            Some(("docker-archive", file)) if !file.is_empty() => Ok(Output::DockerArchive(PathBuf::from(file))),
             _ => Err(BuildError::UnsupportedOutput(text.to_owned())),
+        }
+    }
+}
+
+impl std::fmt::Display for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Output::OciDir(d) => write!(f, "oci:{}", d.display()),
+            Output::DockerArchive(p) => write!(f, "docker-archive:{}", p.display()),
         }
     }
 }
@@ -89,6 +133,17 @@ pub enum Event {
         index: usize,
         /// How long it ran.
         elapsed: Duration,
+    },
+    /// The base image of a platform is ready.
+    Base {
+        /// Canonical platform.
+        platform: String,
+        /// The base as the spec names it.
+        base: String,
+        /// Digest of its manifest for the platform.
+        manifest: String,
+        /// Number of its layers.
+        layers: usize,
     },
     /// A layer is ready.
     Layer {
@@ -137,6 +192,8 @@ pub struct PlatformReport {
 /// What a build produced (also the `--json` output).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BuildReport {
+    /// The spec's `image` (where `--push` sends it).
+    pub image: String,
     /// Digest of the index.
     pub index: String,
     /// Tags the index got.
@@ -155,11 +212,24 @@ pub enum BuildError {
     #[error("{0}")]
     Profiles(ProfileError),
     /// An `--output` other than `oci:DIR`.
-    #[error(
-        "output {0:?} is not supported: only oci:DIR is implemented so far \
-         (--push and docker-archive: are not implemented yet)"
-    )]
+    #[error("output {0:?} is not supported: give oci:DIR or docker-archive:FILE")]
     UnsupportedOutput(String),
+    /// `docker-archive:` with more than one platform.
+    #[error(
+        "{file}: docker-archive: holds one platform's image, but this build has {count} ({platforms}): \
+         choose one with --platform, or write all of them with --output oci:DIR or --push"
+    )]
+    ArchiveOnePlatform {
+        /// The spec file.
+        file: String,
+        /// How many platforms.
+        count: usize,
+        /// Which.
+        platforms: String,
+    },
+    /// Writing the docker archive failed.
+    #[error("{0}")]
+    Archive(Box<crate::archive::ArchiveError>),
     /// A `--platform` that is not a platform of the spec.
     #[error("{file}: platform {given:?} is not one the spec builds (it builds: {known})")]
     PlatformNotInSpec {
@@ -170,18 +240,15 @@ pub enum BuildError {
         /// The spec's platforms.
         known: String,
     },
-    /// A base image other than `scratch`.
-    #[error(
-        "{file}: `base` of {platform} is {base:?}: pulling base images is not implemented yet \
-         (only `scratch` is supported for now)"
-    )]
-    BaseNotSupported {
+    /// The base image of a platform could not be had.
+    #[error("{file}: `base` of {platform}: {message}")]
+    Base {
         /// The spec file.
         file: String,
         /// Canonical platform.
         platform: String,
-        /// The base as planned.
-        base: String,
+        /// Why (names the base).
+        message: String,
     },
     /// A feature of the spec this slice does not implement.
     #[error("{file}: `{field}` of {platform}: {message}")]
@@ -294,6 +361,15 @@ pub fn source_date_epoch(dir: &Path) -> Result<u64, BuildError> {
 /// Builds the spec: steps and layers of every platform in parallel, then the images and
 /// the index into the output. `progress` receives [`Event`]s from the platforms' threads.
 pub fn build(opts: &BuildOptions, progress: &(dyn Fn(Event) + Sync)) -> Result<BuildReport, BuildError> {
+    build_with(opts, progress, &NoBases)
+}
+
+/// [`build`], with base images other than `scratch` fetched by `bases`.
+pub fn build_with(
+    opts: &BuildOptions,
+    progress: &(dyn Fn(Event) + Sync),
+    bases: &dyn BaseFetcher,
+) -> Result<BuildReport, BuildError> {
     let profiles = Profiles::load(opts.profiles.as_deref())?;
     let mut spec = Spec::load_with(&opts.spec, &profiles)?;
     let file = spec.file_name().to_owned();
@@ -324,21 +400,27 @@ pub fn build(opts: &BuildOptions, progress: &(dyn Fn(Event) + Sync)) -> Result<B
     }
     let plans = spec.plan(&profiles)?;
     for plan in &plans {
-        if plan.base != "scratch" {
-            return Err(BuildError::BaseNotSupported {
-                file: file.clone(),
-                platform: plan.platform.to_string(),
-                base: plan.base.clone(),
-            });
-        }
-        if plan.compression != spec::Compression::Gzip {
+        if plan.compression == spec::Compression::Zstd && matches!(opts.output, Output::DockerArchive(_)) {
             return Err(BuildError::NotImplemented {
                 file: file.clone(),
                 field: "compression".into(),
                 platform: plan.platform.to_string(),
-                message: "zstd layers are not implemented yet (use gzip)".into(),
+                message: "docker-archive: needs gzip layers (docker load does not read zstd ones); \
+                          use --output oci:DIR or --push for zstd"
+                    .into(),
             });
         }
+    }
+    if matches!(opts.output, Output::DockerArchive(_)) && plans.len() != 1 {
+        return Err(BuildError::ArchiveOnePlatform {
+            file: file.clone(),
+            count: plans.len(),
+            platforms: plans
+                .iter()
+                .map(|p| p.platform.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
     }
     let epoch = match opts.epoch {
         Some(e) => e,
@@ -362,8 +444,9 @@ pub fn build(opts: &BuildOptions, progress: &(dyn Fn(Event) + Sync)) -> Result<B
         stop: &stop,
         progress,
         profiles: &profiles,
+        bases,
     };
-    let results: Vec<Result<Vec<(Layer, bool)>, BuildError>> = std::thread::scope(|s| {
+    let results: Vec<Result<Built, BuildError>> = std::thread::scope(|s| {
         let handles: Vec<_> = plans.iter().map(|plan| s.spawn(|| ctx.platform(plan))).collect();
         handles
             .into_iter()
@@ -383,17 +466,30 @@ pub fn build(opts: &BuildOptions, progress: &(dyn Fn(Event) + Sync)) -> Result<B
         return Err(e);
     }
 
-    let Output::OciDir(dir) = &opts.output;
+    // A docker archive is made from an OCI layout in the cache, removed afterwards.
+    let scratch_layout;
+    let dir = match &opts.output {
+        Output::OciDir(dir) => dir.as_path(),
+        Output::DockerArchive(_) => {
+            scratch_layout = tempfile::Builder::new()
+                .prefix("archive-")
+                .tempdir_in(&opts.cache_dir)
+                .map_err(io_err(&opts.cache_dir))?;
+            scratch_layout.path()
+        }
+    };
     let image_err = |error| BuildError::Image {
-        output: format!("oci:{}", dir.display()),
+        output: opts.output.to_string(),
         error,
     };
     let layout = OciLayout::create(dir).map_err(image_err)?;
     let mut manifests = Vec::new();
     let mut reports = Vec::new();
     for (plan, layers) in plans.iter().zip(&built) {
-        let only: Vec<Layer> = layers.iter().map(|(l, _)| l.clone()).collect();
-        let (desc, config) = write_image(&layout, plan, &only, epoch).map_err(image_err)?;
+        let (base, layers) = (&layers.base, &layers.layers);
+        let mut only: Vec<Layer> = base.as_ref().map(|b| b.layers.clone()).unwrap_or_default();
+        only.extend(layers.iter().map(|(l, _)| l.clone()));
+        let (desc, config) = write_image(&layout, plan, base.as_ref(), &only, epoch).map_err(image_err)?;
         reports.push(PlatformReport {
             platform: plan.platform.to_string(),
             manifest: desc.digest().to_string(),
@@ -427,7 +523,13 @@ pub fn build(opts: &BuildOptions, progress: &(dyn Fn(Event) + Sync)) -> Result<B
             )
             .map_err(image_err)?,
     };
+    if let Output::DockerArchive(file) = &opts.output {
+        let repo_tags: Vec<String> = spec.tags.iter().map(|t| format!("{}:{t}", spec.image)).collect();
+        crate::archive::write_docker_archive(&layout, &manifests[0], &repo_tags, file)
+            .map_err(|e| BuildError::Archive(Box::new(e)))?;
+    }
     Ok(BuildReport {
+        image: spec.image.clone(),
         index: index.digest().to_string(),
         tags: spec.tags.clone(),
         platforms: reports,
@@ -451,10 +553,11 @@ fn untagged_index(manifests: &[Descriptor]) -> Result<oci_spec::image::ImageInde
 fn write_image(
     layout: &OciLayout,
     plan: &Plan,
+    base: Option<&BaseImage>,
     layers: &[Layer],
     epoch: u64,
 ) -> Result<(Descriptor, String), ImageError> {
-    let cfg = ConfigOptions {
+    let own = ConfigOptions {
         env: plan.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
         entrypoint: plan.entrypoint.clone(),
         cmd: plan.cmd.clone(),
@@ -463,7 +566,28 @@ fn write_image(
         exposed_ports: plan.exposed_ports.clone(),
         labels: plan.labels.clone(),
     };
-    let config = image_config(&plan.platform, layers, &cfg, epoch)?;
+    let cfg = match base {
+        Some(b) => on_base(&b.config, own),
+        None => own,
+    };
+    let mut config = image_config(&plan.platform, layers, &cfg, epoch)?;
+    if let Some(b) = base {
+        // The base's own history (with its empty_layer entries) replaces the entries
+        // generated for its layers.
+        let base_history: Vec<oci_spec::image::History> = b
+            .config
+            .get("history")
+            .cloned()
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| ImageError::Spec {
+                what: "base image history",
+                message: e.to_string(),
+            })?
+            .unwrap_or_default();
+        let ours = config.history().clone().unwrap_or_default().split_off(b.layers.len());
+        config.set_history(Some(base_history.into_iter().chain(ours).collect()));
+    }
     let layer_descs = layers
         .iter()
         .map(|l| layout.link_layer(l))
@@ -492,6 +616,61 @@ fn write_image(
     Ok((desc, config_digest))
 }
 
+/// The spec's config fields over a base's config, as docker does with `FROM`: environment
+/// variables replace the base's of the same name, labels and ports add to the base's, and the
+/// other fields replace the base's when the spec sets them — except that setting
+/// `entrypoint` drops the base's `cmd` (its arguments would belong to another program).
+pub fn on_base(base_config: &serde_json::Value, own: ConfigOptions) -> ConfigOptions {
+    let c = &base_config["config"];
+    let strings = |v: &serde_json::Value| -> Option<Vec<String>> {
+        v.as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+    };
+    let text = |v: &serde_json::Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_owned);
+    let mut env = strings(&c["Env"]).unwrap_or_default();
+    for e in own.env {
+        let key = e.split('=').next().unwrap_or("").to_owned();
+        match env.iter_mut().find(|b| b.split('=').next() == Some(key.as_str())) {
+            Some(slot) => *slot = e,
+            None => env.push(e),
+        }
+    }
+    let mut labels: BTreeMap<String, String> = c["Labels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
+    labels.extend(own.labels);
+    let mut exposed_ports: Vec<String> = c["ExposedPorts"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    exposed_ports.extend(own.exposed_ports);
+    let cmd = match (&own.cmd, &own.entrypoint) {
+        (Some(cmd), _) => Some(cmd.clone()),
+        (None, Some(_)) => None,
+        (None, None) => strings(&c["Cmd"]),
+    };
+    ConfigOptions {
+        env,
+        entrypoint: own.entrypoint.or_else(|| strings(&c["Entrypoint"])),
+        cmd,
+        workdir: own.workdir.or_else(|| text(&c["WorkingDir"])),
+        user: own.user.or_else(|| text(&c["User"])),
+        exposed_ports,
+        labels,
+    }
+}
+
+/// A platform's base (if any) and its own layers (with whether each came from the cache).
+struct Built {
+    base: Option<BaseImage>,
+    layers: Vec<(Layer, bool)>,
+}
+
 /// What every platform's thread shares.
 struct Ctx<'a> {
     file: &'a str,
@@ -502,11 +681,12 @@ struct Ctx<'a> {
     stop: &'a AtomicBool,
     progress: &'a (dyn Fn(Event) + Sync),
     profiles: &'a Profiles,
+    bases: &'a dyn BaseFetcher,
 }
 
 impl Ctx<'_> {
-    /// Steps, then layers, of one platform; sets the stop flag on failure.
-    fn platform(&self, plan: &Plan) -> Result<Vec<(Layer, bool)>, BuildError> {
+    /// Base, steps, then layers, of one platform; sets the stop flag on failure.
+    fn platform(&self, plan: &Plan) -> Result<Built, BuildError> {
         let r = self.platform_inner(plan);
         if matches!(&r, Err(e) if !matches!(e, BuildError::Cancelled(_))) {
             self.stop.store(true, Ordering::SeqCst);
@@ -514,8 +694,28 @@ impl Ctx<'_> {
         r
     }
 
-    fn platform_inner(&self, plan: &Plan) -> Result<Vec<(Layer, bool)>, BuildError> {
+    fn platform_inner(&self, plan: &Plan) -> Result<Built, BuildError> {
         let name = plan.platform.to_string();
+        // The base first: a base without this platform fails before any step runs.
+        let base = if plan.base == "scratch" {
+            None
+        } else {
+            let image = self
+                .bases
+                .fetch(&plan.base, &plan.platform, &self.cache.blobs_dir())
+                .map_err(|message| BuildError::Base {
+                    file: self.file.to_owned(),
+                    platform: name.clone(),
+                    message,
+                })?;
+            (self.progress)(Event::Base {
+                platform: name.clone(),
+                base: plan.base.clone(),
+                manifest: image.manifest.clone(),
+                layers: image.layers.len(),
+            });
+            Some(image)
+        };
         let log_path = self.logs.join(format!("{}.log", name.replace('/', "-")));
         let mut log = File::create(&log_path).map_err(io_err(&log_path))?;
         for (i, step) in plan.steps.iter().enumerate() {
@@ -626,7 +826,7 @@ impl Ctx<'_> {
             let check = layer::elf_checker(profile, &allow);
             let (built, cached) = self
                 .cache
-                .get_or_build(&entries, self.epoch, layer::Compression::Gzip, &check)
+                .get_or_build(&entries, self.epoch, compression(plan.compression), &check)
                 .map_err(|error| BuildError::Layer {
                     platform: name.clone(),
                     layer: layer_name.clone(),
@@ -642,7 +842,15 @@ impl Ctx<'_> {
             layers.push((built, cached));
         }
         (self.progress)(Event::PlatformDone { platform: name });
-        Ok(layers)
+        Ok(Built { base, layers })
+    }
+}
+
+/// The layer compressor for the spec's `compression`.
+fn compression(c: spec::Compression) -> layer::Compression {
+    match c {
+        spec::Compression::Gzip => layer::Compression::Gzip,
+        spec::Compression::Zstd => layer::Compression::Zstd,
     }
 }
 

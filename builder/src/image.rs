@@ -398,7 +398,16 @@ impl OciLayout {
         }
         let index = b.build().map_err(spec_err("image index"))?;
         let desc = self.put_json(media::OCI_INDEX, &index)?;
+        self.tag(&desc, tag)?;
+        Ok(desc)
+    }
+
+    /// Points `tag` at a manifest or index already in the layout: `index.json` gets the
+    /// descriptor with `org.opencontainers.image.ref.name = tag`, replacing an earlier entry
+    /// of the same tag and keeping the others.
+    pub fn tag(&self, desc: &Descriptor, tag: &str) -> Result<(), ImageError> {
         let mut tagged = desc.clone();
+        tagged.set_platform(None);
         tagged.set_annotations(Some([(ANNOTATION_REF_NAME.to_owned(), tag.to_owned())].into()));
         let mut entries: Vec<Descriptor> = self
             .read_top_index()?
@@ -409,8 +418,7 @@ impl OciLayout {
             .collect();
         entries.push(tagged);
         entries.sort_by(|a, b| ref_name(a).cmp(&ref_name(b)));
-        self.write_top_index(entries)?;
-        Ok(desc)
+        self.write_top_index(entries)
     }
 
     /// The layout's `index.json`.

@@ -1,5 +1,5 @@
-//! Deterministic layers, streamed: host files and directories → one tar → gzip → a blob file,
-//! never held in memory.
+//! Deterministic layers, streamed: host files and directories → one tar → gzip or zstd → a
+//! blob file, never held in memory.
 //!
 //! The tar is written in one pass through two hashing writers, so the layer's `diff_id`
 //! (sha256 of the uncompressed tar) and its `digest` (sha256 of the compressed blob) come out
@@ -17,7 +17,9 @@
 //! - GNU tar headers throughout (GNU long-name records for paths over 100 bytes), no xattrs,
 //!   no device numbers, no hard links (a file linked twice is stored twice);
 //! - gzip with flate2's zlib-rs backend at [`GZIP_LEVEL`] and a fixed gzip header (no name,
-//!   mtime 0, OS "unknown").
+//!   mtime 0, OS "unknown");
+//! - or zstd at [`ZSTD_LEVEL`] with the vendored libzstd (pinned by Cargo.lock), one frame
+//!   without checksum, content size or dictionary id ([`ZSTD_FRAME`]), single-threaded.
 //!
 //! The ELF check is a hook: [`build_layer`] hands every regular file's destination and first
 //! 64 bytes to a closure, and [`elf_checker`] makes the closure that refuses binaries a
@@ -39,8 +41,22 @@ use sha2::{Digest as _, Sha256};
 /// purpose (and bump [`CACHE_FORMAT`]).
 pub const GZIP_LEVEL: u32 = 6;
 
+/// The zstd level layers are compressed with. Pinned for the same reason as [`GZIP_LEVEL`]:
+/// the level decides the compressed bytes, hence every zstd layer digest (and with it every
+/// manifest and index digest), so it must not follow the library's default. The cache key
+/// holds it, so changing it rebuilds layers instead of reusing ones made at the old level.
+pub const ZSTD_LEVEL: i32 = 3;
+
+/// The zstd frame pier writes, as named in cache keys: magic bytes on; no content checksum
+/// and no content size (the stream's size is not known up front, and writing it only
+/// sometimes would make the header vary); no dictionary; one thread (zstd's multithreaded
+/// mode cuts the input into jobs and produces different bytes, and the crate is built
+/// without it). Change it together with the encoder settings in `zstd_encoder`.
+pub const ZSTD_FRAME: &str = "zstd-frame magic no-checksum no-content-size no-dictid single-thread";
+
 /// Names the byte format of layers in cache keys: tar format, gzip backend and header. Bump
-/// it whenever anything that changes layer bytes for the same inputs changes.
+/// it whenever anything that changes layer bytes for the same inputs changes. (The
+/// compressor's own settings are in the key too, see [`Compression::cache_id`].)
 pub const CACHE_FORMAT: &str = "pier-layer/1 gnu-tar flate2-zlib-rs gzip-os255";
 
 /// Mode of the directories pier creates (parents of destinations and directories copied
@@ -106,6 +122,8 @@ pub enum Compression {
     /// gzip, flate2 (zlib-rs) at [`GZIP_LEVEL`].
     #[default]
     Gzip,
+    /// zstd, libzstd at [`ZSTD_LEVEL`], one frame as [`ZSTD_FRAME`] says.
+    Zstd,
 }
 
 impl Compression {
@@ -113,6 +131,20 @@ impl Compression {
     pub fn media_type(self) -> &'static str {
         match self {
             Compression::Gzip => media::OCI_LAYER_GZIP,
+            Compression::Zstd => media::OCI_LAYER_ZSTD,
+        }
+    }
+
+    /// What the cache key says about the compressor: everything beyond [`CACHE_FORMAT`]
+    /// that decides the compressed bytes. For zstd that is the level, the frame settings and
+    /// the libzstd version (its match finder may change between releases), so changing any
+    /// of them misses the cache instead of returning layers made the old way. gzip's stays
+    /// `gzip-<level>` (its backend is named in [`CACHE_FORMAT`]), so existing caches keep
+    /// hitting.
+    pub fn cache_id(self) -> String {
+        match self {
+            Compression::Gzip => self.to_string(),
+            Compression::Zstd => format!("{self} {ZSTD_FRAME} libzstd-{}", zstd::zstd_safe::version_string()),
         }
     }
 }
@@ -121,6 +153,7 @@ impl fmt::Display for Compression {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Compression::Gzip => write!(f, "gzip-{GZIP_LEVEL}"),
+            Compression::Zstd => write!(f, "zstd-{ZSTD_LEVEL}"),
         }
     }
 }
@@ -596,26 +629,24 @@ fn write_layer(plan: &Plan, opts: &LayerOptions) -> Result<Layer, LayerError> {
         .map_err(io_err(out_dir))?;
     let tmp_path = tmp.path().to_owned();
     let file = tmp.as_file().try_clone().map_err(io_err(&tmp_path))?;
-    let compressed = HashWriter::new(BufWriter::with_capacity(1 << 16, file));
-    let (file_writer, digest, size, diff_id) = match opts.compression {
+    // file ← sha256 (digest, size) ← compressor ← sha256 (diff_id) ← tar
+    let compressed = HashWriter::new(BufWriter::with_capacity(WRITE_BUFFER, file));
+    let (compressed, diff_id) = match opts.compression {
         Compression::Gzip => {
             let gz = flate2::GzBuilder::new()
                 .mtime(0)
                 .operating_system(255)
                 .write(compressed, flate2::Compression::new(GZIP_LEVEL));
-            let mut tar = tar::Builder::new(HashWriter::new(gz));
-            tar.mode(tar::HeaderMode::Deterministic);
-            tar.follow_symlinks(false);
-            for item in &plan.items {
-                append_item(&mut tar, item, opts.mtime)?;
-            }
-            let uncompressed = tar.into_inner().map_err(io_err(&tmp_path))?;
-            let (gz, diff_id, _) = uncompressed.finish();
-            let compressed = gz.finish().map_err(io_err(&tmp_path))?;
-            let (file_writer, digest, size) = compressed.finish();
-            (file_writer, digest, size, diff_id)
+            let (gz, diff_id) = write_tar(plan, opts.mtime, gz, &tmp_path)?;
+            (gz.finish().map_err(io_err(&tmp_path))?, diff_id)
+        }
+        Compression::Zstd => {
+            let zst = zstd_encoder(compressed).map_err(io_err(&tmp_path))?;
+            let (zst, diff_id) = write_tar(plan, opts.mtime, zst, &tmp_path)?;
+            (zst.finish().map_err(io_err(&tmp_path))?, diff_id)
         }
     };
+    let (file_writer, digest, size) = compressed.finish();
     let file = file_writer.into_inner().map_err(|e| LayerError::Io {
         path: tmp_path.display().to_string(),
         source: e.into_error(),
@@ -635,6 +666,38 @@ fn write_layer(plan: &Plan, opts: &LayerOptions) -> Result<Layer, LayerError> {
         media_type: opts.compression.media_type().to_owned(),
         created_by: plan.created_by.clone(),
     })
+}
+
+/// Buffer between the compressor and the blob file.
+const WRITE_BUFFER: usize = 1 << 16;
+
+/// Writes the plan as a tar into `out` through a hashing writer; returns `out` (to be
+/// finished by the caller) and the tar's sha256, the layer's `diff_id`.
+fn write_tar<W: Write>(plan: &Plan, mtime: u64, out: W, tmp_path: &Path) -> Result<(W, Digest), LayerError> {
+    let mut tar = tar::Builder::new(HashWriter::new(out));
+    tar.mode(tar::HeaderMode::Deterministic);
+    tar.follow_symlinks(false);
+    for item in &plan.items {
+        append_item(&mut tar, item, mtime)?;
+    }
+    let uncompressed = tar.into_inner().map_err(io_err(tmp_path))?;
+    let (out, diff_id, _) = uncompressed.finish();
+    Ok((out, diff_id))
+}
+
+/// The zstd encoder every zstd layer goes through, set up as [`ZSTD_FRAME`] says. The frame
+/// flags are set explicitly rather than left to the library's defaults, which may change
+/// (the magic bytes are the standard `ZSTD_f_zstd1` format, which only the crate's
+/// experimental feature could turn off). Streaming with a single thread, libzstd only
+/// compresses full blocks until the end, so the output does not depend on how the tar
+/// writer happens to split its writes.
+fn zstd_encoder<W: Write>(out: W) -> io::Result<zstd::Encoder<'static, W>> {
+    let mut enc = zstd::Encoder::new(out, ZSTD_LEVEL)?;
+    enc.include_checksum(false)?;
+    enc.include_contentsize(false)?;
+    enc.include_dictid(false)?;
+    enc.long_distance_matching(false)?;
+    Ok(enc)
 }
 
 fn append_item<W: Write>(tar: &mut tar::Builder<W>, item: &Item, mtime: u64) -> Result<(), LayerError> {
@@ -690,10 +753,11 @@ fn append_item<W: Write>(tar: &mut tar::Builder<W>, item: &Item, mtime: u64) -> 
 /// Layers already built, by a sha256 over their inputs, so an unchanged layer is neither
 /// re-read into a tar nor recompressed.
 ///
-/// The key covers: [`CACHE_FORMAT`], the compression and level, the mtime, the entries'
-/// destinations, and every path the entries expand to with its kind, mode, owner and — for
-/// files — size and content sha256 (for symlinks: the target). Host source paths are not in
-/// it, so the same files in another checkout hit the same key.
+/// The key covers: [`CACHE_FORMAT`], the compression with its level and settings
+/// ([`Compression::cache_id`]), the mtime, the entries' destinations, and every path the
+/// entries expand to with its kind, mode, owner and — for files — size and content sha256
+/// (for symlinks: the target). Host source paths are not in it, so the same files in another
+/// checkout hit the same key.
 ///
 /// Blobs live in `<dir>/blobs/sha256/<hex>`, the index is one small JSON file per key
 /// (`<dir>/layers/<key hex>.json`, holding the [`Layer`]), written to a temporary file and
@@ -790,7 +854,7 @@ fn cache_key(plan: &Plan, mtime: u64, compression: Compression, check: &FileChec
     }
     let mut h = Sha256::new();
     field(&mut h, CACHE_FORMAT);
-    field(&mut h, &compression.to_string());
+    field(&mut h, &compression.cache_id());
     field(&mut h, &mtime.to_string());
     field(&mut h, &plan.created_by);
     for item in &plan.items {
@@ -942,5 +1006,184 @@ mod tests {
         let refuse = |d: &Path, _: &[u8]| Err(format!("{}: no", d.display()));
         let err = cache.get_or_build(&entries, 7, Compression::Gzip, &refuse).unwrap_err();
         assert_eq!(err.to_string(), "/f: no");
+    }
+
+    /// A small tree: a file, a directory with a file, a symlink, and a file large enough to
+    /// span several zstd blocks.
+    fn sample(dir: &Path) -> Vec<LayerEntry> {
+        let src = dir.join("src");
+        fs::create_dir_all(src.join("d/sub")).unwrap();
+        fs::write(src.join("d/a.txt"), b"alpha\n").unwrap();
+        fs::write(src.join("d/sub/b.txt"), b"beta\n").unwrap();
+        std::os::unix::fs::symlink("a.txt", src.join("d/link")).unwrap();
+        let big: Vec<u8> = (0..400_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        fs::write(src.join("big"), &big).unwrap();
+        vec![
+            LayerEntry::new(src.join("d"), "/etc/app")
+                .with_mode(0o640)
+                .with_owner(1, 2),
+            LayerEntry::new(src.join("big"), "/usr/share/big.bin").with_mode(0o644),
+        ]
+    }
+
+    fn opts(out_dir: PathBuf, compression: Compression) -> LayerOptions {
+        LayerOptions {
+            mtime: 1_700_000_000,
+            compression,
+            out_dir,
+        }
+    }
+
+    /// (path, type, mode, uid, gid, mtime, link target, content) of every entry.
+    type TarEntry = (String, tar::EntryType, u32, u64, u64, u64, Option<PathBuf>, Vec<u8>);
+
+    fn tar_entries(tar_bytes: &[u8]) -> Vec<TarEntry> {
+        let mut archive = tar::Archive::new(tar_bytes);
+        archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let h = e.header().clone();
+                let mut content = Vec::new();
+                e.read_to_end(&mut content).unwrap();
+                (
+                    e.path().unwrap().display().to_string(),
+                    h.entry_type(),
+                    h.mode().unwrap(),
+                    h.uid().unwrap(),
+                    h.gid().unwrap(),
+                    h.mtime().unwrap(),
+                    e.link_name().unwrap().map(|l| l.into_owned()),
+                    content,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn zstd_layer_round_trips_with_the_tar_as_diff_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries = sample(dir.path());
+        let layer = build_layer(&entries, &opts(dir.path().join("out"), Compression::Zstd), &no_check).unwrap();
+        assert_eq!(layer.media_type, "application/vnd.oci.image.layer.v1.tar+zstd");
+        assert_eq!(layer.path, dir.path().join("out").join(layer.digest.hex()));
+        let blob = fs::read(&layer.path).unwrap();
+        assert_eq!(Digest::sha256_of(&blob), layer.digest);
+        assert_eq!(blob.len() as u64, layer.size);
+        // One standard frame: magic, then a descriptor without content size, checksum or
+        // dictionary id (bits 7-6, 2 and 1-0 clear; bit 5, single segment, needs a size).
+        assert_eq!(&blob[..4], &[0x28, 0xb5, 0x2f, 0xfd]);
+        assert_eq!(blob[4] & 0b1110_0111, 0, "frame header descriptor {:#010b}", blob[4]);
+        let tar_bytes = zstd::decode_all(blob.as_slice()).unwrap();
+        assert_eq!(Digest::sha256_of(&tar_bytes), layer.diff_id);
+        let entries = tar_entries(&tar_bytes);
+        let paths: Vec<_> = entries.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "etc/",
+                "etc/app/",
+                "etc/app/a.txt",
+                "etc/app/link",
+                "etc/app/sub/",
+                "etc/app/sub/b.txt",
+                "usr/",
+                "usr/share/",
+                "usr/share/big.bin"
+            ]
+        );
+        let find = |p: &str| entries.iter().find(|e| e.0 == p).unwrap();
+        let a = find("etc/app/a.txt");
+        assert_eq!(
+            (a.1, a.2, a.3, a.4, a.5),
+            (tar::EntryType::Regular, 0o640, 1, 2, 1_700_000_000)
+        );
+        assert_eq!(a.7, b"alpha\n");
+        let link = find("etc/app/link");
+        assert_eq!(link.1, tar::EntryType::Symlink);
+        assert_eq!(link.6.as_deref(), Some(Path::new("a.txt")));
+        assert_eq!(find("etc/app/sub/").2, DIR_MODE);
+        assert_eq!(
+            find("usr/share/big.bin").7,
+            fs::read(dir.path().join("src/big")).unwrap()
+        );
+    }
+
+    #[test]
+    fn zstd_layers_are_deterministic_and_differ_from_gzip_only_in_compression() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries = sample(dir.path());
+        let z1 = build_layer(&entries, &opts(dir.path().join("z1"), Compression::Zstd), &no_check).unwrap();
+        let z2 = build_layer(&entries, &opts(dir.path().join("z2"), Compression::Zstd), &no_check).unwrap();
+        assert_eq!((&z1.digest, &z1.diff_id, z1.size), (&z2.digest, &z2.diff_id, z2.size));
+        assert_eq!(fs::read(&z1.path).unwrap(), fs::read(&z2.path).unwrap());
+
+        let gz = build_layer(&entries, &opts(dir.path().join("gz"), Compression::Gzip), &no_check).unwrap();
+        assert_eq!(gz.diff_id, z1.diff_id, "the same tar under both compressors");
+        assert_ne!(gz.digest, z1.digest);
+        assert_ne!(gz.media_type, z1.media_type);
+        let mut gz_tar = Vec::new();
+        flate2::read::GzDecoder::new(File::open(&gz.path).unwrap())
+            .read_to_end(&mut gz_tar)
+            .unwrap();
+        assert_eq!(gz_tar, zstd::decode_all(File::open(&z1.path).unwrap()).unwrap());
+
+        let gz_key = LayerCache::key(&entries, 1_700_000_000, Compression::Gzip).unwrap();
+        let zstd_key = LayerCache::key(&entries, 1_700_000_000, Compression::Zstd).unwrap();
+        assert_ne!(gz_key, zstd_key);
+        assert_eq!(
+            zstd_key,
+            LayerCache::key(&entries, 1_700_000_000, Compression::Zstd).unwrap()
+        );
+        // The key names the level, the frame settings and the library version.
+        let id = Compression::Zstd.cache_id();
+        assert!(
+            id.contains(&format!("zstd-{ZSTD_LEVEL} ")) && id.contains(ZSTD_FRAME) && id.contains("libzstd-1."),
+            "{id}"
+        );
+        assert_eq!(Compression::Gzip.cache_id(), format!("gzip-{GZIP_LEVEL}"));
+    }
+
+    #[test]
+    fn zstd_output_does_not_depend_on_write_sizes() {
+        // The tar writer's write sizes are an implementation detail of the tar crate; the
+        // compressed bytes must not follow them.
+        let data: Vec<u8> = (0..600_000u32).map(|i| (i * 7 % 253) as u8 ^ (i >> 11) as u8).collect();
+        let compress = |chunk: usize| {
+            let mut enc = zstd_encoder(Vec::new()).unwrap();
+            for c in data.chunks(chunk) {
+                enc.write_all(c).unwrap();
+            }
+            enc.finish().unwrap()
+        };
+        let whole = compress(data.len());
+        for chunk in [1, 7, 512, 4096, 100_003] {
+            assert!(compress(chunk) == whole, "chunks of {chunk} bytes changed the output");
+        }
+        assert_eq!(zstd::decode_all(whole.as_slice()).unwrap(), data);
+    }
+
+    #[test]
+    fn zstd_layers_are_cached_apart_from_gzip_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries = sample(dir.path());
+        let cache = LayerCache::open(dir.path().join("cache")).unwrap();
+        let (first, hit) = cache.get_or_build(&entries, 7, Compression::Zstd, &no_check).unwrap();
+        assert!(!hit);
+        assert_eq!(first.media_type, media::OCI_LAYER_ZSTD);
+        assert_eq!(first.path, cache.blobs_dir().join(first.digest.hex()));
+        let (again, hit) = cache.get_or_build(&entries, 7, Compression::Zstd, &no_check).unwrap();
+        assert!(hit, "the same inputs hit the cache the second time");
+        assert_eq!(again, first);
+        // gzip of the same inputs is another entry, not the zstd blob under a gzip name.
+        let (gz, hit) = cache.get_or_build(&entries, 7, Compression::Gzip, &no_check).unwrap();
+        assert!(!hit);
+        assert_eq!(gz.media_type, media::OCI_LAYER_GZIP);
+        assert_eq!(gz.diff_id, first.diff_id);
+        assert_ne!(gz.digest, first.digest);
+        let (z, hit) = cache.get_or_build(&entries, 7, Compression::Zstd, &no_check).unwrap();
+        assert!(hit);
+        assert_eq!(z, first);
     }
 }

@@ -6,10 +6,13 @@
 //! - [`layer`]: deterministic layers (sorted entries, fixed owners, modes and times, pinned
 //!   compressor), hashed as they are written;
 //! - [`image`]: image configs, manifests and the index, written as an OCI layout;
+//! - [`archive`]: one image of a layout as a `docker load`-able archive (`docker-archive:`
+//!   output);
 //! - [`build`]: `pier build`: steps and layers of every platform in parallel, then the
 //!   images and one index into the output.
 #![deny(missing_docs)]
 
+pub mod archive;
 pub mod build;
 pub mod image;
 pub mod layer;

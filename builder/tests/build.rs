@@ -209,23 +209,134 @@ fn a_non_scratch_base_is_refused_honestly() {
     let cache = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let err = run(&opts(p.path(), cache.path(), out.path())).0.unwrap_err();
-    assert!(matches!(err, BuildError::BaseNotSupported { .. }), "{err:?}");
+    assert!(matches!(err, BuildError::Base { .. }), "{err:?}");
     let text = err.to_string();
     assert!(text.contains("pier.yaml"), "{text}");
-    assert!(text.contains("linux/amd64"), "{text}");
-    assert!(text.contains("not implemented yet"), "{text}");
+    assert!(
+        text.contains("linux/amd64") || text.contains("linux/arm64/v8"),
+        "{text}"
+    );
+    assert!(text.contains("docker.io/library/alpine:3"), "{text}");
 }
 
 #[test]
-fn only_oci_outputs_exist_for_now() {
+fn spec_fields_extend_the_base_config() {
+    use pier_builder::build::on_base;
+    use pier_builder::image::ConfigOptions;
+    let base = serde_json::json!({"config": {
+        "Env": ["PATH=/usr/bin", "LANG=C"], "Cmd": ["sh"], "Entrypoint": null,
+        "WorkingDir": "/srv", "User": "", "Labels": {"a": "base", "b": "base"},
+        "ExposedPorts": {"80/tcp": {}}
+    }});
+    let own = ConfigOptions {
+        env: vec!["LANG=C.UTF-8".into(), "APP=1".into()],
+        labels: [("b".to_owned(), "mine".to_owned())].into(),
+        exposed_ports: vec!["8080".into()],
+        ..ConfigOptions::default()
+    };
+    let c = on_base(&base, own.clone());
+    assert_eq!(c.env, ["PATH=/usr/bin", "LANG=C.UTF-8", "APP=1"]);
+    assert_eq!(c.cmd, Some(vec!["sh".to_owned()]));
+    assert_eq!(c.workdir.as_deref(), Some("/srv"));
+    assert_eq!(c.user, None);
+    assert_eq!(c.labels["a"], "base");
+    assert_eq!(c.labels["b"], "mine");
+    assert_eq!(c.exposed_ports, ["80/tcp", "8080"]);
+    // An entrypoint of our own drops the base's cmd.
+    let with_entry = ConfigOptions {
+        entrypoint: Some(vec!["/app".into()]),
+        ..own
+    };
+    let c = on_base(&base, with_entry);
+    assert_eq!((c.entrypoint, c.cmd), (Some(vec!["/app".to_owned()]), None));
+}
+
+#[test]
+fn outputs_parse() {
     assert_eq!(Output::parse("oci:out").unwrap(), Output::OciDir("out".into()));
-    for bad in ["docker-archive:x.tar", "out", "oci:", "registry:x"] {
+    assert_eq!(
+        Output::parse("docker-archive:x.tar").unwrap(),
+        Output::DockerArchive("x.tar".into())
+    );
+    for bad in ["out", "oci:", "docker-archive:", "registry:x"] {
         let err = Output::parse(bad).unwrap_err().to_string();
         assert!(
-            err.contains("oci:DIR") && err.contains("not implemented"),
+            err.contains("oci:DIR") && err.contains("docker-archive:FILE"),
             "{bad}: {err}"
         );
     }
+}
+
+#[test]
+fn docker_archive_holds_one_platform() {
+    let p = project(SPEC);
+    let cache = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("hello.tar");
+    let mut o = opts(p.path(), cache.path(), out.path());
+    o.output = Output::DockerArchive(file.clone());
+    // Two platforms: refused before anything runs.
+    let (r, events) = run(&o);
+    let err = r.unwrap_err().to_string();
+    assert!(
+        err.contains("2 (linux/amd64, linux/arm64/v8)") && err.contains("--platform"),
+        "{err}"
+    );
+    assert!(events.is_empty() && !file.exists());
+    // One platform: an archive with the image tagged image:tag for every tag.
+    o.platforms = Some(vec!["aarch64".into()]);
+    let report = run(&o).0.unwrap();
+    assert_eq!(report.platforms.len(), 1);
+    let mut archive = tar::Archive::new(std::fs::File::open(&file).unwrap());
+    let mut manifest = None;
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap().to_str() == Some("manifest.json") {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
+            manifest = Some(serde_json::from_str::<serde_json::Value>(&text).unwrap());
+        }
+    }
+    let manifest = manifest.expect("manifest.json in the archive");
+    assert_eq!(
+        manifest[0]["RepoTags"],
+        serde_json::json!(["example.invalid/team/hello:latest", "example.invalid/team/hello:1.0"])
+    );
+    assert_eq!(
+        manifest[0]["Config"],
+        format!("blobs/sha256/{}", &report.platforms[0].config["sha256:".len()..])
+    );
+    // zstd layers cannot go into a docker archive (docker load does not read them).
+    let z = project(&SPEC.replace("base: scratch", "base: scratch\ncompression: zstd"));
+    let mut o = opts(z.path(), cache.path(), out.path());
+    o.output = Output::DockerArchive(out.path().join("z.tar"));
+    o.platforms = Some(vec!["amd64".into()]);
+    let err = run(&o).0.unwrap_err().to_string();
+    assert!(err.contains("gzip") && err.contains("compression"), "{err}");
+}
+
+#[test]
+fn zstd_layers_are_reproducible() {
+    let spec = SPEC.replace("base: scratch", "base: scratch\ncompression: zstd");
+    let (a, b) = (project(&spec), project(&spec));
+    let (c1, c2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let out = tempfile::tempdir().unwrap();
+    let first = run(&opts(a.path(), c1.path(), &out.path().join("a"))).0.unwrap();
+    let second = run(&opts(b.path(), c2.path(), &out.path().join("b"))).0.unwrap();
+    assert_eq!(first.index, second.index);
+    let m = json(
+        out.path()
+            .join("a/blobs/sha256")
+            .join(&first.platforms[0].manifest["sha256:".len()..]),
+    );
+    for l in m["layers"].as_array().unwrap() {
+        assert_eq!(l["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd");
+    }
+    // Not the gzip image.
+    let gz = run(&opts(project(SPEC).path(), c1.path(), &out.path().join("g")))
+        .0
+        .unwrap();
+    assert_ne!(gz.index, first.index);
 }
 
 #[test]

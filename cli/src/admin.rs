@@ -396,7 +396,7 @@ pub fn logout(server: Option<&str>, json: bool) -> anyhow::Result<()> {
 }
 
 /// Credentials from `PIER_USERNAME` and `PIER_PASSWORD` (both, or neither).
-fn env_credential(var: impl Fn(&str) -> Option<String>) -> anyhow::Result<Option<Credential>> {
+pub fn env_credential(var: impl Fn(&str) -> Option<String>) -> anyhow::Result<Option<Credential>> {
     let get = |k: &str| var(k).filter(|v| !v.is_empty());
     match (get("PIER_USERNAME"), get("PIER_PASSWORD")) {
         (Some(username), Some(secret)) => Ok(Some(Credential { username, secret })),

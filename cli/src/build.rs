@@ -1,19 +1,32 @@
 //! `pier build`: the builder library with progress lines on stderr, then a summary table (or
-//! the report as JSON on stdout with `--json`).
+//! the report as JSON on stdout with `--json`); with `--push`, the built layout is then
+//! copied to the spec's `image` with pier-client: every platform's blobs and manifest
+//! first, the index and its tags last, so a failed push leaves no tag on a partial image.
 
 use std::ffi::OsString;
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 use pier_builder::build::{self, BuildOptions, BuildReport, Event, Output};
+use pier_client::Location;
+use pier_client::base::Bases;
+use pier_client::copy::{CopyReport, Select};
+use pier_client::layout::LayoutStore;
+use pier_oci::Reference;
 
 use crate::output::{Table, printable};
+use crate::registries::Reach;
 
 /// What `pier build` was given.
 pub struct Request {
     pub file: PathBuf,
-    pub output: String,
+    /// `oci:DIR` or `docker-archive:FILE`; without it (only with `push`) the images go to a
+    /// layout in the cache directory, removed after the push.
+    pub output: Option<String>,
+    pub push: bool,
+    /// `--server`/`PIER_SERVER`: the registry of an `image` without a host.
+    pub server: Option<String>,
     pub platforms: Vec<String>,
     pub profiles: Option<PathBuf>,
     pub cache_dir: Option<PathBuf>,
@@ -21,10 +34,38 @@ pub struct Request {
 }
 
 pub fn run(req: Request) -> anyhow::Result<()> {
-    let output = Output::parse(&req.output)?;
     let cache_dir = match req.cache_dir {
         Some(d) => d,
         None => cache_dir_from_env(|k| std::env::var_os(k))?,
+    };
+    // Credentials are needed for --push (checked before anything is built) and for base
+    // images (only if the spec has one).
+    let reach = Reach::load(req.server.as_deref());
+    if req.push {
+        reach.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    }
+    let mut scratch = None;
+    let output = match &req.output {
+        Some(o) => Output::parse(o)?,
+        None => {
+            std::fs::create_dir_all(&cache_dir)
+                .with_context(|| format!("cannot create the cache directory {}", cache_dir.display()))?;
+            let dir = tempfile::Builder::new()
+                .prefix("push-")
+                .tempdir_in(&cache_dir)
+                .with_context(|| format!("cannot create a directory in {}", cache_dir.display()))?;
+            let output = Output::OciDir(dir.path().to_path_buf());
+            scratch = Some(dir);
+            output
+        }
+    };
+    if req.push && matches!(output, Output::DockerArchive(_)) {
+        bail!("--push needs all platforms in an OCI layout: use --output oci:DIR with --push, or no --output");
+    }
+    let shown = output.to_string();
+    let layout_dir = match &output {
+        Output::OciDir(d) => Some(d.clone()),
+        Output::DockerArchive(_) => None,
     };
     let opts = BuildOptions {
         spec: req.file,
@@ -34,13 +75,102 @@ pub fn run(req: Request) -> anyhow::Result<()> {
         output,
         epoch: None,
     };
-    let report = build::build(&opts, &show)?;
+    let bases = Bases::new(
+        reach.as_ref().ok().and_then(|r| r.default_registry.clone()),
+        |location: &Location| {
+            reach
+                .as_ref()
+                .map(|r| r.registries(&[location]))
+                .map_err(|e| format!("{e:#}"))
+        },
+    )?;
+    let report = build::build_with(&opts, &show, &bases)?;
+    let pushed = match (&reach, &layout_dir) {
+        (Ok(reach), Some(dir)) if req.push => Some(push(reach, &report, dir)?),
+        _ => None,
+    };
+    drop(scratch);
     if req.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let mut value = serde_json::to_value(&report)?;
+        if let Some((target, copy)) = &pushed {
+            value["pushed"] = serde_json::json!({ "repository": target, "tags": report.tags, "copy": copy });
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
-        print!("{}", summary(&report, &req.output));
+        let shown = if req.output.is_some() { shown } else { String::new() };
+        print!("{}", summary(&report, &shown));
+        if let Some((target, copy)) = &pushed {
+            println!("{}", pushed_line(target, &report.tags, copy));
+        }
     }
     Ok(())
+}
+
+/// Pushes the first tag with everything under it, then points the other tags at the same
+/// index. Returns the repository and what the copy did.
+fn push(reach: &Reach, report: &BuildReport, layout: &std::path::Path) -> anyhow::Result<(String, CopyReport)> {
+    let dest = reach
+        .location(&report.image)
+        .with_context(|| format!("`image` of the spec ({}) is not where --push can go", report.image))?;
+    if !matches!(dest, Location::Registry { .. }) {
+        bail!(
+            "`image` of the spec is {}: --push needs a registry repository",
+            report.image
+        );
+    }
+    if dest.reference().is_some() {
+        bail!(
+            "`image` of the spec ({}) must not have a tag: the tags come from `tags`",
+            report.image
+        );
+    }
+    let Some((first, rest)) = report.tags.split_first() else {
+        bail!("the spec has no tags: nothing to push under");
+    };
+    let registries = reach.registries(&[&dest]);
+    let store = pier_client::open(&dest, &registries);
+    let src = LayoutStore::new(layout);
+    let tag = |t: &str| -> anyhow::Result<Reference> { Ok(Reference::Tag(t.parse()?)) };
+    let first = tag(first)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let copy = runtime.block_on(async {
+        let progress = crate::progress::Progress::new();
+        let copy = pier_client::copy::copy(&src, &first, store.as_ref(), &first, &Select::All, &|e| {
+            progress.event(e)
+        })
+        .await?;
+        let index = store.get_manifest(&first).await?;
+        for t in rest {
+            store.put_manifest(&tag(t)?, &index).await?;
+        }
+        anyhow::Ok(copy)
+    })?;
+    Ok((dest.repository_display(), copy))
+}
+
+/// `pushed 127.0.0.1:5000/team/hello:1.0, :latest (sha256:…): 5 blobs sent (1.2 MiB), 2 already there`.
+fn pushed_line(repository: &str, tags: &[String], copy: &CopyReport) -> String {
+    let tags: Vec<String> = tags.iter().map(|t| format!(":{t}")).collect();
+    let mut parts = vec![format!(
+        "{} blobs sent ({})",
+        copy.blobs_copied,
+        human_size(copy.bytes_copied)
+    )];
+    if copy.blobs_mounted > 0 {
+        parts.push(format!("{} mounted", copy.blobs_mounted));
+    }
+    if copy.blobs_present > 0 {
+        parts.push(format!("{} already there", copy.blobs_present));
+    }
+    format!(
+        "pushed {repository}{} ({}): {}",
+        tags.join(", "),
+        copy.digest,
+        parts.join(", ")
+    )
 }
 
 /// `--cache-dir` was not given (clap reads `PIER_CACHE_DIR` into it): `$XDG_CACHE_HOME/pier`,
@@ -87,6 +217,16 @@ fn show(event: Event) {
             human_size(size),
             if cached { " (cached)" } else { "" }
         ),
+        Event::Base {
+            platform,
+            base,
+            manifest,
+            layers,
+        } => format!(
+            "[{platform}] base {}: {} ({layers} layers)",
+            printable(&base),
+            short(&manifest)
+        ),
         Event::PlatformDone { platform } => format!("[{platform}] done"),
     };
     let _ = writeln!(std::io::stderr().lock(), "{line}");
@@ -106,12 +246,16 @@ fn summary(report: &BuildReport, output: &str) -> String {
             cached.to_owned(),
         ]);
     }
+    let place = if output.is_empty() {
+        String::new()
+    } else {
+        format!(" in {}", printable(output))
+    };
     format!(
-        "{}index {} ({}) in {}\n",
+        "{}index {} ({}){place}\n",
         t.render(),
         report.index,
         report.tags.join(", "),
-        printable(output)
     )
 }
 
@@ -121,7 +265,7 @@ fn short(digest: &str) -> &str {
 }
 
 /// `512 B`, `1.5 KiB`, `3.2 MiB`.
-fn human_size(bytes: u64) -> String {
+pub(crate) fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
     if bytes < 1024 {
         return format!("{bytes} B");
@@ -174,6 +318,7 @@ mod tests {
             cached,
         };
         let report = BuildReport {
+            image: "127.0.0.1:5000/t/hello".into(),
             index: "sha256:ii".into(),
             tags: vec!["latest".into(), "1.0".into()],
             platforms: vec![

@@ -4,7 +4,10 @@ mod admin;
 mod api;
 mod build;
 mod credentials;
+mod images;
 mod output;
+mod progress;
+mod registries;
 mod serve;
 mod when;
 
@@ -93,17 +96,43 @@ enum Command {
     /// Steps run on this host with `sh -c` in the spec's directory. Times come from
     /// SOURCE_DATE_EPOCH, else the last git commit of the spec's directory, else 0.
     Build(BuildArgs),
+    /// Describe an image or index: what REF names (index or image, digest, media type), then
+    /// one row per platform with its manifest digest, layer count and size.
+    Inspect(images::InspectArgs),
+    /// Copy an image or index between registries and OCI layouts, in any direction.
+    ///
+    /// Blobs DST has are skipped, blobs in another repository of the same registry are
+    /// mounted, the others are streamed and checked against their digests; the tag is written
+    /// last, so a failed copy leaves no tag behind. An index needs --all (as it is) or
+    /// --platform (some of its images).
+    Copy(images::CopyArgs),
+    /// Write one platform's image into an OCI image layout (a `pier copy` into oci:DIR).
+    Pull(images::PullArgs),
+    /// Multi-arch indexes: merge separately built images into one.
+    Index {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(subcommand)]
+        command: images::IndexCommand,
+    },
 }
 
 #[derive(Args)]
+#[command(group(ArgGroup::new("destination").required(true).multiple(true).args(["output", "push"])))]
 struct BuildArgs {
     /// The pipeline spec
     #[arg(short = 'f', long = "file", value_name = "PATH")]
     file: PathBuf,
-    /// Where the images go: oci:DIR (an OCI image layout); --push and docker-archive: are
-    /// not implemented yet
-    #[arg(long, value_name = "oci:DIR")]
-    output: String,
+    /// Where the images go: oci:DIR (an OCI image layout, all platforms under one index) or
+    /// docker-archive:FILE (one platform, for `docker load`)
+    #[arg(long, value_name = "oci:DIR|docker-archive:FILE")]
+    output: Option<String>,
+    /// Push the index (and every platform's image) to the spec's `image`, under every tag,
+    /// with the credentials of `pier login` (PIER_USERNAME/PIER_PASSWORD for PIER_SERVER)
+    #[arg(long)]
+    push: bool,
+    #[command(flatten)]
+    remote: Remote,
     /// Build only this platform (any alias; repeatable) [default: every platform of the spec]
     #[arg(long = "platform", value_name = "P")]
     platforms: Vec<String>,
@@ -363,11 +392,17 @@ fn manage(command: Command, json: bool) -> anyhow::Result<()> {
         Command::Build(a) => build::run(build::Request {
             file: a.file,
             output: a.output,
+            push: a.push,
+            server: a.remote.server,
             platforms: a.platforms,
             profiles: a.profiles,
             cache_dir: a.cache_dir,
             json,
         }),
+        Command::Inspect(a) => images::inspect(a, json),
+        Command::Copy(a) => images::copy(a, json),
+        Command::Pull(a) => images::pull(a, json),
+        Command::Index { remote, command } => images::index(&remote, command, json),
     }
 }
 
@@ -515,11 +550,21 @@ mod tests {
             panic!("not build")
         };
         assert_eq!(a.file, PathBuf::from("examples/hello/pier.yaml"));
-        assert_eq!(a.output, "oci:out");
+        assert_eq!(a.output.as_deref(), Some("oci:out"));
+        assert!(!a.push);
         assert_eq!(a.platforms, ["amd64", "aarch64"]);
         assert_eq!(a.cache_dir, Some(PathBuf::from("/tmp/c")));
         let err = parse(&["build", "-f", "pier.yaml"]).err().unwrap();
         assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+        let cli = parse(&["build", "-f", "pier.yaml", "--push"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Build(BuildArgs {
+                push: true,
+                output: None,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -126,6 +126,23 @@ impl Dockerd {
         f.stdout
     }
 
+    /// `docker run --rm --network none --pull never --platform P IMAGE`: the image exactly as
+    /// the last pull left it (20.10 keeps one platform per tag, so call this right after
+    /// `pull --platform`); its stdout.
+    pub fn run_pulled(&self, platform: &str, image: &str) -> String {
+        self.run(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--pull",
+            "never",
+            "--platform",
+            platform,
+            image,
+        ])
+    }
+
     /// Run a docker command expected to fail; its stderr and stdout.
     pub fn run_failing(&self, args: &[&str]) -> String {
         let f = run_with_timeout(self.docker().args(args), COMMAND_TIMEOUT);

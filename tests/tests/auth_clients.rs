@@ -283,17 +283,7 @@ fn multiarch_pushed_by_robot_pulled_by_guest_refused_to_outsider() {
     dk.run(&["pull", "--platform", "linux/arm64/v8", &image]);
     let got = dk.run(&["image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", &image]);
     assert_eq!(got.trim(), "linux/arm64");
-    let out = dk.run(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--pull",
-        "never",
-        "--platform",
-        "linux/arm64/v8",
-        &image,
-    ]);
+    let out = dk.run_pulled("linux/arm64/v8", &image);
     assert_eq!(out.trim(), "aarch64");
     // A guest does not push.
     let guest_tag = format!("{host}/fleet/hello:by-guest");

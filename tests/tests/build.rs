@@ -1,7 +1,9 @@
 //! `pier build` end to end, on the real example (`examples/hello`): one spec, one command,
-//! five platforms under one index in an OCI layout; skopeo pushes it into `pier serve`,
-//! docker pulls and runs the four emulatable platforms, the SW64 stand-in is checked by its
-//! config and ELF machine. Then reproducibility (two fresh builds, one digest; one changed
+//! five platforms under one index in an OCI layout; `pier build --push` sends it to
+//! `pier serve`, docker pulls and runs the four emulatable platforms, the SW64 stand-in is
+//! checked by its config and ELF machine; a second spec builds on the pushed image as its
+//! base, and docker runs that too. Pushes that are denied or find no registry fail clearly
+//! and tag nothing. Then reproducibility (two fresh builds, one digest; one changed
 //! input, one changed platform) and the ELF check (a wrong-arch binary fails the build).
 //!
 //! Every build runs from a copy of the example in a temporary directory, from another
@@ -15,9 +17,7 @@ use std::time::Duration;
 
 use pier_e2e::docker::Dockerd;
 use pier_e2e::images;
-use pier_e2e::{
-    Finished, Pier, SKOPEO_TIMEOUT, admin_creds, admin_get, pier_bin, platform_image, require_tools, run_with_timeout,
-};
+use pier_e2e::{ADMIN_PASSWORD, Finished, Pier, admin_get, pier_bin, platform_image, require_tools, run_with_timeout};
 use serde_json::Value;
 
 /// Fixes every time in the images: 2023-11-14T22:13:20Z.
@@ -234,30 +234,48 @@ fn hello_builds_five_platforms_and_docker_runs_four() {
         assert_eq!(p["layers"][0]["cached"], true, "unchanged layer was rebuilt: {p}");
     }
 
-    // skopeo pushes the layout into pier as it is (`--preserve-digests`).
+    // `pier build --push` sends the same index to pier (the spec's image, pointed at this
+    // server), with the admin's credentials from the environment.
     let pier = Pier::start(&dir.path().join("data"));
     pier.create_project(PROJECT, false);
     let image = format!("{}/{REPO}:1.0", pier.host());
-    let push = run_with_timeout(
-        pier_e2e::skopeo(dir.path()).args([
-            "copy",
-            "--all",
-            "--preserve-digests",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            &admin_creds(),
-            &format!("oci:{}:1.0", layout.display()),
-            &format!("docker://{image}"),
-        ]),
-        SKOPEO_TIMEOUT,
+    let spec_text = std::fs::read_to_string(&spec).unwrap();
+    let here = spec_text.replace(
+        "image: 127.0.0.1:5000/library/hello",
+        &format!("image: {}/{REPO}", pier.host()),
     );
-    assert!(
-        push.status.success(),
-        "skopeo copy failed with {}\nstdout:\n{}\nstderr:\n{}",
-        push.status,
-        push.stdout,
-        push.stderr
+    assert_ne!(here, spec_text, "the example's image line moved");
+    std::fs::write(&spec, here).unwrap();
+    let config_dir = dir.path().join("config");
+    let push = push_build(dir.path(), &spec, &cache, &pier, &config_dir, ADMIN_PASSWORD);
+    assert!(push.status.success(), "pier build --push: {push:?}");
+    let pushed: Value = serde_json::from_str(push.stdout.trim()).unwrap();
+    assert_eq!(pushed["index"], report["index"], "{pushed}");
+    assert_eq!(pushed["pushed"]["repository"], format!("{}/{REPO}", pier.host()));
+    assert_eq!(
+        pushed["pushed"]["copy"]["blobs_copied"], 10,
+        "5 layers + 5 configs: {pushed}"
     );
+    // Pushing again sends nothing: every blob is there (HEAD first).
+    let again = push_build(dir.path(), &spec, &cache, &pier, &config_dir, ADMIN_PASSWORD);
+    assert!(again.status.success(), "{again:?}");
+    let again: Value = serde_json::from_str(again.stdout.trim()).unwrap();
+    assert_eq!(
+        (
+            &again["pushed"]["copy"]["blobs_copied"],
+            &again["pushed"]["copy"]["blobs_present"]
+        ),
+        (&serde_json::json!(0), &serde_json::json!(10)),
+        "{again}"
+    );
+    for tag in ["1.0", "latest"] {
+        let r = admin_get(
+            &pier,
+            &format!("/v2/{REPO}/manifests/{tag}"),
+            pier_oci::media::OCI_INDEX,
+        );
+        assert_eq!(r.headers()["docker-content-digest"], index_digest.as_str(), "{tag}");
+    }
     let r = admin_get(&pier, &format!("/v2/{REPO}/manifests/1.0"), pier_oci::media::OCI_INDEX);
     assert_eq!(r.headers()["docker-content-digest"], index_digest.as_str());
     let served: Value = r.json().unwrap();
@@ -269,21 +287,90 @@ fn hello_builds_five_platforms_and_docker_runs_four() {
     dk.login_admin(&pier.host());
     for (platform, uname) in RUNNABLE {
         dk.run(&["pull", "--platform", platform, &image]);
-        let out = dk.run(&[
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--pull",
-            "never",
-            "--platform",
-            platform,
-            &image,
-        ]);
+        let out = dk.run_pulled(platform, &image);
         assert!(out.contains(uname), "{platform}: {out:?} does not name {uname}");
         assert_eq!(out.trim(), format!("hello from pier, running on {uname}"), "{platform}");
     }
+
+    // A second spec builds on the pushed image: its layer goes on top of the base's, the
+    // base's entrypoint stays, and docker runs the result.
+    let plus = dir.path().join("plus");
+    std::fs::create_dir_all(&plus).unwrap();
+    std::fs::write(
+        plus.join("pier.yaml"),
+        format!(
+            "image: {host}/{REPO}-plus\ntags: [\"1.0\"]\nplatforms: [amd64, aarch64]\nbase: {image}\n\
+             steps:\n  - run: echo 'built on hello' > note.txt\n\
+             layers:\n  - files:\n      - {{ src: note.txt, dest: /note.txt, mode: \"0644\" }}\n\
+             labels: {{ io.pier.example: plus }}\n",
+            host = pier.host()
+        ),
+    )
+    .unwrap();
+    let plus_push = push_build(
+        dir.path(),
+        &plus.join("pier.yaml"),
+        &cache,
+        &pier,
+        &config_dir,
+        ADMIN_PASSWORD,
+    );
+    assert!(plus_push.status.success(), "{plus_push:?}");
+    let plus_image = format!("{}/{REPO}-plus:1.0", pier.host());
+    for (platform, uname) in [RUNNABLE[0], RUNNABLE[1]] {
+        dk.run(&["pull", "--platform", platform, &plus_image]);
+        let out = dk.run_pulled(platform, &plus_image);
+        assert_eq!(out.trim(), format!("hello from pier, running on {uname}"), "{platform}");
+        let labels = dk.run(&["image", "inspect", "--format", "{{json .Config.Labels}}", &plus_image]);
+        assert!(
+            labels.contains("\"io.pier.example\":\"plus\"") && labels.contains("io.pier.platform"),
+            "{labels}"
+        );
+    }
+    let plus_index: Value = admin_get(
+        &pier,
+        &format!("/v2/{REPO}-plus/manifests/1.0"),
+        pier_oci::media::OCI_INDEX,
+    )
+    .json()
+    .unwrap();
+    let (plus_manifest, plus_config) = platform_image(&pier, &format!("{REPO}-plus"), &plus_index, "arm64");
+    let (hello_manifest, _) = platform_image(&pier, REPO, &served, "arm64");
+    assert_eq!(
+        plus_manifest["layers"][0], hello_manifest["layers"][0],
+        "the base layer comes first"
+    );
+    assert_eq!(plus_config["rootfs"]["diff_ids"].as_array().map(Vec::len), Some(2));
     drop(dk);
+    // A platform the base does not have fails the build, naming it and what the base has;
+    // nothing is pushed.
+    let text = std::fs::read_to_string(plus.join("pier.yaml")).unwrap();
+    let loong = text
+        .replace("[amd64, aarch64]", "[amd64, loongarch64]")
+        .replace(&format!("base: {image}"), &format!("base: {plus_image}"))
+        .replace("-plus\n", "-loong\n");
+    std::fs::write(plus.join("pier.yaml"), loong).unwrap();
+    let refused = push_build(
+        dir.path(),
+        &plus.join("pier.yaml"),
+        &cache,
+        &pier,
+        &config_dir,
+        ADMIN_PASSWORD,
+    );
+    assert!(!refused.status.success(), "{refused:?}");
+    assert!(
+        refused.stderr.contains("linux/loong64")
+            && refused.stderr.contains(&plus_image)
+            && refused.stderr.contains("linux/amd64, linux/arm64/v8"),
+        "{}",
+        refused.stderr
+    );
+    let r = pier_e2e::admin_client(Duration::from_secs(10))
+        .get(format!("{}/v2/{REPO}-loong/manifests/1.0", pier.url()))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 404);
 
     // The SW64 image, read back from pier: sw64 config, and its /hello is the stand-in, an
     // ELF header with EM_SW64 followed by the note.
@@ -314,6 +401,98 @@ fn hello_builds_five_platforms_and_docker_runs_four() {
         SOURCE_DATE_EPOCH,
         "layer mtime comes from SOURCE_DATE_EPOCH"
     );
+}
+
+/// A push that is denied, or finds no registry, fails with a clear message and leaves no
+/// tag; the build itself (shell steps only) is not the point here.
+#[test]
+fn failed_pushes_tag_nothing() {
+    const TEST: &str = "failed_pushes_tag_nothing";
+    if !require_tools(TEST, &["sh"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pier = Pier::start(&dir.path().join("data"));
+    pier.create_project("team", false);
+    pier.create_user("guest-user", "guest-Secret-1");
+    pier.add_member("team", "guest-user", "guest");
+    let write_spec = |host: &str| {
+        let spec = dir.path().join("pier.yaml");
+        std::fs::write(
+            &spec,
+            format!(
+                "image: {host}/team/app\ntags: [\"1\"]\nplatforms: [amd64, arm64]\n\
+                 steps:\n  - run: echo hi > hi.txt\nlayers:\n  - files:\n      - {{ src: hi.txt, dest: /hi.txt }}\n"
+            ),
+        )
+        .unwrap();
+        spec
+    };
+    let spec = write_spec(&pier.host());
+    let cache = dir.path().join("cache");
+    let config_dir = dir.path().join("config");
+    // A guest may pull but not push: denied, named, no tag.
+    let mut cmd = Command::new(pier_bin());
+    cmd.current_dir(dir.path())
+        .args(["build", "--push", "-f"])
+        .arg(&spec)
+        .arg("--cache-dir")
+        .arg(&cache)
+        .env("PIER_CONFIG_DIR", &config_dir)
+        .env("PIER_SERVER", pier.url())
+        .env("PIER_USERNAME", "guest-user")
+        .env("PIER_PASSWORD", "guest-Secret-1");
+    let denied = run_with_timeout(&mut cmd, BUILD_TIMEOUT);
+    assert!(!denied.status.success(), "{denied:?}");
+    assert!(
+        denied.stderr.contains("denied") && denied.stderr.contains("team/app"),
+        "{}",
+        denied.stderr
+    );
+    let r = pier_e2e::admin_client(Duration::from_secs(10))
+        .get(format!("{}/v2/team/app/manifests/1", pier.url()))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 404, "a denied push left a tag");
+    // A wrong password: refused as a login failure.
+    let wrong = push_build(dir.path(), &spec, &cache, &pier, &config_dir, "not-the-password");
+    assert!(!wrong.status.success(), "{wrong:?}");
+    assert!(wrong.stderr.contains("denied"), "{}", wrong.stderr);
+    // No registry on the port: unreachable, naming it.
+    let gone = format!("127.0.0.1:{}", pier_e2e::free_port());
+    let spec = write_spec(&gone);
+    let mut cmd = Command::new(pier_bin());
+    cmd.current_dir(dir.path())
+        .args(["build", "--push", "-f"])
+        .arg(&spec)
+        .arg("--cache-dir")
+        .arg(&cache)
+        .env("PIER_CONFIG_DIR", &config_dir)
+        .env_remove("PIER_SERVER");
+    let down = run_with_timeout(&mut cmd, BUILD_TIMEOUT);
+    assert!(!down.status.success(), "{down:?}");
+    assert!(
+        down.stderr.contains("unreachable") && down.stderr.contains(&gone),
+        "{}",
+        down.stderr
+    );
+}
+
+/// `pier build -f SPEC --push --json` (no `--output`) as `admin` with `password`, the server
+/// from `PIER_SERVER`.
+fn push_build(cwd: &Path, spec: &Path, cache: &Path, pier: &Pier, config_dir: &Path, password: &str) -> Finished {
+    let mut cmd = Command::new(pier_bin());
+    cmd.current_dir(cwd)
+        .args(["build", "--push", "--json", "-f"])
+        .arg(spec)
+        .arg("--cache-dir")
+        .arg(cache)
+        .env("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH)
+        .env("PIER_CONFIG_DIR", config_dir)
+        .env("PIER_SERVER", pier.url())
+        .env("PIER_USERNAME", "admin")
+        .env("PIER_PASSWORD", password);
+    run_with_timeout(&mut cmd, BUILD_TIMEOUT)
 }
 
 #[test]

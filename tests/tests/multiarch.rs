@@ -88,17 +88,7 @@ fn skopeo_docker_five_platforms_round_trip() {
         dk.run(&["pull", "--platform", &p, &image]);
         let got = dk.run(&["image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", &image]);
         assert_eq!(got.trim(), format!("linux/{}", arch.architecture), "{p}");
-        let out = dk.run(&[
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--pull",
-            "never",
-            "--platform",
-            &p,
-            &image,
-        ]);
+        let out = dk.run_pulled(&p, &image);
         assert_eq!(out.trim(), arch.uname, "{p}");
     }
     drop(dk);
