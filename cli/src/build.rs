@@ -3,11 +3,14 @@
 //! copied to the spec's `image` with pier-client: every platform's blobs and manifest
 //! first, the index and its tags last, so a failed push leaves no tag on a partial image.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use anyhow::{Context as _, bail};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pier_builder::build::{self, BuildOptions, BuildReport, Event, Output};
 use pier_client::Location;
 use pier_client::base::Bases;
@@ -84,7 +87,9 @@ pub fn run(req: Request) -> anyhow::Result<()> {
                 .map_err(|e| format!("{e:#}"))
         },
     )?;
-    let report = build::build_with(&opts, &show, &bases)?;
+    let progress = BuildProgress::new();
+    let report = build::build_with(&opts, &|e| progress.event(e), &bases)?;
+    drop(progress);
     let pushed = match (&reach, &layout_dir) {
         (Ok(reach), Some(dir)) if req.push => Some(push(reach, &report, dir)?),
         _ => None,
@@ -190,46 +195,103 @@ pub fn cache_dir_from_env(var: impl Fn(&str) -> Option<OsString>) -> anyhow::Res
     }
 }
 
-/// One progress line on stderr per event.
-fn show(event: Event) {
-    let line = match event {
+/// Progress of a build on stderr: on a terminal, one spinner per platform saying what it
+/// does now, with the event lines printed above the spinners; elsewhere (CI logs) just the
+/// lines.
+struct BuildProgress {
+    multi: Option<MultiProgress>,
+    bars: Mutex<HashMap<String, ProgressBar>>,
+}
+
+impl BuildProgress {
+    fn new() -> BuildProgress {
+        BuildProgress {
+            multi: std::io::stderr()
+                .is_terminal()
+                .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
+            bars: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn event(&self, event: Event) {
+        let (platform, text) = describe_event(&event);
+        let Some(multi) = &self.multi else {
+            let _ = writeln!(std::io::stderr().lock(), "[{platform}] {text}");
+            return;
+        };
+        let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
+        let bar = bars.entry(platform.clone()).or_insert_with(|| {
+            let bar = multi.add(ProgressBar::new_spinner());
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {prefix:16} {wide_msg} {elapsed}").expect("a valid template"),
+            );
+            bar.set_prefix(platform.clone());
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        });
+        let _ = multi.println(format!("[{platform}] {text}"));
+        if matches!(event, Event::PlatformDone { .. }) {
+            bar.finish_and_clear();
+        } else {
+            bar.set_message(text);
+        }
+    }
+}
+
+impl Drop for BuildProgress {
+    fn drop(&mut self) {
+        // A failed build leaves spinners running: clear them so the error is the last thing.
+        for bar in self.bars.lock().unwrap_or_else(|e| e.into_inner()).values() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// The platform an event is about and what it says.
+fn describe_event(event: &Event) -> (String, String) {
+    let (platform, text) = match event {
         Event::StepStarted {
             platform,
             index,
             total,
             command,
-        } => format!("[{platform}] step {}/{total}: {}", index + 1, printable(&command)),
+        } => (platform, format!("step {}/{total}: {}", index + 1, printable(command))),
         Event::StepFinished {
             platform,
             index,
             elapsed,
-        } => format!("[{platform}] step {} done in {:.1}s", index + 1, elapsed.as_secs_f64()),
+        } => (
+            platform,
+            format!("step {} done in {:.1}s", index + 1, elapsed.as_secs_f64()),
+        ),
         Event::Layer {
             platform,
             name,
             digest,
             size,
             cached,
-        } => format!(
-            "[{platform}] layer {}: {} {}{}",
-            printable(&name),
-            short(&digest),
-            human_size(size),
-            if cached { " (cached)" } else { "" }
+        } => (
+            platform,
+            format!(
+                "layer {}: {} {}{}",
+                printable(name),
+                short(digest),
+                human_size(*size),
+                if *cached { " (cached)" } else { "" }
+            ),
         ),
         Event::Base {
             platform,
             base,
             manifest,
             layers,
-        } => format!(
-            "[{platform}] base {}: {} ({layers} layers)",
-            printable(&base),
-            short(&manifest)
+        } => (
+            platform,
+            format!("base {}: {} ({layers} layers)", printable(base), short(manifest)),
         ),
-        Event::PlatformDone { platform } => format!("[{platform}] done"),
+        Event::PlatformDone { platform } => (platform, "done".to_owned()),
     };
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
+    (platform.clone(), text)
 }
 
 fn summary(report: &BuildReport, output: &str) -> String {
@@ -301,6 +363,35 @@ mod tests {
             PathBuf::from("/h/.cache/pier")
         );
         assert!(cache_dir_from_env(env(&[])).is_err());
+    }
+
+    #[test]
+    fn event_lines() {
+        let e = Event::Layer {
+            platform: "linux/amd64".into(),
+            name: "app".into(),
+            digest: format!("sha256:{}", "ab".repeat(32)),
+            size: 2048,
+            cached: true,
+        };
+        assert_eq!(
+            describe_event(&e),
+            (
+                "linux/amd64".to_owned(),
+                "layer app: sha256:abababababab 2.0 KiB (cached)".to_owned()
+            )
+        );
+        let done = Event::PlatformDone {
+            platform: "linux/sw64".into(),
+        };
+        assert_eq!(describe_event(&done).1, "done");
+        // Without a terminal the progress is plain lines and keeps no bars.
+        let p = BuildProgress {
+            multi: None,
+            bars: Mutex::new(HashMap::new()),
+        };
+        p.event(e);
+        assert!(p.bars.lock().unwrap().is_empty());
     }
 
     #[test]

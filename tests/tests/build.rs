@@ -580,3 +580,93 @@ fn wrong_arch_binary_fails_the_build() {
         );
     }
 }
+
+/// `compression: zstd`: the example with zstd layers, pushed with `pier build --push`, pulled
+/// and run by containerd (docker 20.10 cannot read zstd layers; containerd can).
+#[test]
+fn zstd_layers_run_under_containerd() {
+    const TEST: &str = "zstd_layers_run_under_containerd";
+    if !require_tools(TEST, &["containerd", "ctr", "runc"]) || !images::require_zig(TEST) {
+        return;
+    }
+    const CTR_TIMEOUT: Duration = Duration::from_secs(180);
+    let dir = tempfile::tempdir().unwrap();
+    let spec = copy_example(&dir.path().join("hello"));
+    let pier = Pier::start(&dir.path().join("data"));
+    pier.create_project(PROJECT, false);
+    let text = std::fs::read_to_string(&spec).unwrap();
+    let zstd = text
+        .replace(
+            "image: 127.0.0.1:5000/library/hello",
+            &format!("image: {}/{REPO}-zstd", pier.host()),
+        )
+        .replace("base: scratch", "base: scratch\ncompression: zstd");
+    assert_ne!(zstd, text);
+    std::fs::write(&spec, zstd).unwrap();
+    let cache = dir.path().join("cache");
+    let mut cmd = Command::new(pier_bin());
+    cmd.current_dir(dir.path())
+        .args([
+            "build",
+            "--push",
+            "--json",
+            "--platform",
+            "amd64",
+            "--platform",
+            "aarch64",
+            "-f",
+        ])
+        .arg(&spec)
+        .arg("--cache-dir")
+        .arg(&cache)
+        .env("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH)
+        .env("PIER_CONFIG_DIR", dir.path().join("config"))
+        .env("PIER_SERVER", pier.url())
+        .env("PIER_USERNAME", "admin")
+        .env("PIER_PASSWORD", ADMIN_PASSWORD);
+    let pushed = run_with_timeout(&mut cmd, BUILD_TIMEOUT);
+    assert!(pushed.status.success(), "{pushed:?}");
+    let index: Value = admin_get(
+        &pier,
+        &format!("/v2/{REPO}-zstd/manifests/1.0"),
+        pier_oci::media::OCI_INDEX,
+    )
+    .json()
+    .unwrap();
+    let (manifest, _) = platform_image(&pier, &format!("{REPO}-zstd"), &index, "arm64");
+    assert_eq!(manifest["layers"][0]["mediaType"], pier_oci::media::OCI_LAYER_ZSTD);
+
+    let ctd = pier_e2e::containerd::Containerd::start();
+    let image = format!("{}/{REPO}-zstd:1.0", pier.host());
+    pier_e2e::run_ok(
+        ctd.ctr().args([
+            "images",
+            "pull",
+            "--plain-http",
+            "--user",
+            &pier_e2e::admin_creds(),
+            "--all-platforms",
+            "--snapshotter",
+            "native",
+            &image,
+        ]),
+        CTR_TIMEOUT,
+    );
+    for (platform, uname) in [RUNNABLE[0], RUNNABLE[1]] {
+        let id = format!("zstd-{}", uname);
+        let out = pier_e2e::run_ok(
+            ctd.ctr().args([
+                "run",
+                "--rm",
+                "--snapshotter",
+                "native",
+                "--platform",
+                platform,
+                &image,
+                &id,
+            ]),
+            CTR_TIMEOUT,
+        );
+        assert_eq!(out.trim(), format!("hello from pier, running on {uname}"), "{platform}");
+    }
+}
