@@ -432,17 +432,8 @@ fn failed_pushes_tag_nothing() {
     let cache = dir.path().join("cache");
     let config_dir = dir.path().join("config");
     // A guest may pull but not push: denied, named, no tag.
-    let mut cmd = Command::new(pier_bin());
-    cmd.current_dir(dir.path())
-        .args(["build", "--push", "-f"])
-        .arg(&spec)
-        .arg("--cache-dir")
-        .arg(&cache)
-        .env("PIER_CONFIG_DIR", &config_dir)
-        .env("PIER_SERVER", pier.url())
-        .env("PIER_USERNAME", "guest-user")
-        .env("PIER_PASSWORD", "guest-Secret-1");
-    let denied = run_with_timeout(&mut cmd, BUILD_TIMEOUT);
+    let guest = Some((&pier, "guest-user", "guest-Secret-1"));
+    let denied = push_build_as(dir.path(), &spec, &cache, &config_dir, guest, &[]);
     assert!(!denied.status.success(), "{denied:?}");
     assert!(
         denied.stderr.contains("denied") && denied.stderr.contains("team/app"),
@@ -461,15 +452,7 @@ fn failed_pushes_tag_nothing() {
     // No registry on the port: unreachable, naming it.
     let gone = format!("127.0.0.1:{}", pier_e2e::free_port());
     let spec = write_spec(&gone);
-    let mut cmd = Command::new(pier_bin());
-    cmd.current_dir(dir.path())
-        .args(["build", "--push", "-f"])
-        .arg(&spec)
-        .arg("--cache-dir")
-        .arg(&cache)
-        .env("PIER_CONFIG_DIR", &config_dir)
-        .env_remove("PIER_SERVER");
-    let down = run_with_timeout(&mut cmd, BUILD_TIMEOUT);
+    let down = push_build_as(dir.path(), &spec, &cache, &config_dir, None, &[]);
     assert!(!down.status.success(), "{down:?}");
     assert!(
         down.stderr.contains("unreachable") && down.stderr.contains(&gone),
@@ -481,17 +464,38 @@ fn failed_pushes_tag_nothing() {
 /// `pier build -f SPEC --push --json` (no `--output`) as `admin` with `password`, the server
 /// from `PIER_SERVER`.
 fn push_build(cwd: &Path, spec: &Path, cache: &Path, pier: &Pier, config_dir: &Path, password: &str) -> Finished {
+    push_build_as(cwd, spec, cache, config_dir, Some((pier, "admin", password)), &[])
+}
+
+/// `pier build -f SPEC --push --json [EXTRA…]`; with `login`, `PIER_SERVER` names that pier
+/// and `PIER_USERNAME`/`PIER_PASSWORD` the user, else neither is set (the spec's `image`
+/// names the registry).
+fn push_build_as(
+    cwd: &Path,
+    spec: &Path,
+    cache: &Path,
+    config_dir: &Path,
+    login: Option<(&Pier, &str, &str)>,
+    extra: &[&str],
+) -> Finished {
     let mut cmd = Command::new(pier_bin());
     cmd.current_dir(cwd)
-        .args(["build", "--push", "--json", "-f"])
+        .args(["build", "--push", "--json"])
+        .args(extra)
+        .arg("-f")
         .arg(spec)
         .arg("--cache-dir")
         .arg(cache)
         .env("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH)
         .env("PIER_CONFIG_DIR", config_dir)
-        .env("PIER_SERVER", pier.url())
-        .env("PIER_USERNAME", "admin")
-        .env("PIER_PASSWORD", password);
+        .env_remove("PIER_SERVER")
+        .env_remove("PIER_USERNAME")
+        .env_remove("PIER_PASSWORD");
+    if let Some((pier, user, password)) = login {
+        cmd.env("PIER_SERVER", pier.url())
+            .env("PIER_USERNAME", user)
+            .env("PIER_PASSWORD", password);
+    }
     run_with_timeout(&mut cmd, BUILD_TIMEOUT)
 }
 
@@ -604,27 +608,14 @@ fn zstd_layers_run_under_containerd() {
     assert_ne!(zstd, text);
     std::fs::write(&spec, zstd).unwrap();
     let cache = dir.path().join("cache");
-    let mut cmd = Command::new(pier_bin());
-    cmd.current_dir(dir.path())
-        .args([
-            "build",
-            "--push",
-            "--json",
-            "--platform",
-            "amd64",
-            "--platform",
-            "aarch64",
-            "-f",
-        ])
-        .arg(&spec)
-        .arg("--cache-dir")
-        .arg(&cache)
-        .env("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH)
-        .env("PIER_CONFIG_DIR", dir.path().join("config"))
-        .env("PIER_SERVER", pier.url())
-        .env("PIER_USERNAME", "admin")
-        .env("PIER_PASSWORD", ADMIN_PASSWORD);
-    let pushed = run_with_timeout(&mut cmd, BUILD_TIMEOUT);
+    let pushed = push_build_as(
+        dir.path(),
+        &spec,
+        &cache,
+        &dir.path().join("config"),
+        Some((&pier, "admin", ADMIN_PASSWORD)),
+        &["--platform", "amd64", "--platform", "aarch64"],
+    );
     assert!(pushed.status.success(), "{pushed:?}");
     let index: Value = admin_get(
         &pier,
