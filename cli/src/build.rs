@@ -141,19 +141,25 @@ fn push(reach: &Reach, report: &BuildReport, layout: &std::path::Path) -> anyhow
         .worker_threads(2)
         .enable_all()
         .build()?;
+    let repository = dest.repository_display();
     let copy = runtime.block_on(async {
         let progress = crate::progress::Progress::new();
+        // The copy writes the tag last, so a failure here has tagged nothing.
         let copy = pier_client::copy::copy(&src, &first, store.as_ref(), &first, &Select::All, &|e| {
             progress.event(e)
         })
-        .await?;
+        .await
+        .with_context(|| format!("push to {repository} stopped: no tag was written"))?;
         let index = store.get_manifest(&first).await?;
         for t in rest {
-            store.put_manifest(&tag(t)?, &index).await?;
+            store
+                .put_manifest(&tag(t)?, &index)
+                .await
+                .with_context(|| format!("pushed {repository}:{first} but could not tag it :{t}"))?;
         }
         anyhow::Ok(copy)
     })?;
-    Ok((dest.repository_display(), copy))
+    Ok((repository, copy))
 }
 
 /// `pushed 127.0.0.1:5000/team/hello:1.0, :latest (sha256:…): 5 blobs sent (1.2 MiB), 2 already there`.

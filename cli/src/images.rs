@@ -232,6 +232,7 @@ fn transfer(reach: &Reach, src: &Location, dst: &Location, select: Option<Select
     let src_ref = src.reference_or_default();
     let dst_ref = dst.reference_or_default();
     let src_shown = shown(&src.with_reference(Some(src_ref.clone())));
+    let dst_shown = shown(&dst.with_reference(Some(dst_ref.clone())));
     let report = runtime()?.block_on(async {
         let select = match select {
             Some(s) => s,
@@ -249,10 +250,12 @@ fn transfer(reach: &Reach, src: &Location, dst: &Location, select: Option<Select
             }
         };
         let progress = Progress::new();
+        // The copy writes the destination's manifest last, so a failure leaves it untouched.
         let report = pier_client::copy::copy(from.as_ref(), &src_ref, to.as_ref(), &dst_ref, &select, &|e| {
             progress.event(e)
         })
-        .await?;
+        .await
+        .with_context(|| format!("copy to {dst_shown} stopped: {dst_shown} was not written"))?;
         anyhow::Ok(report)
     })?;
     Ok(report)

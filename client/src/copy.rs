@@ -294,8 +294,17 @@ async fn copy_blob(
         }
     };
     let body: BlobStream = Box::pin(tokio_stream_from(rx));
-    let (put, ()) = tokio::join!(dst.put_blob(&blob.digest, blob.size, body), forward);
-    put?;
+    // The upload decides: a request that fails (the registry went away mid-blob) may keep
+    // the receiver alive inside the HTTP client for a while, and waiting for the forwarding
+    // then would hold the error back until it lets go.
+    let forward_then_wait = async move {
+        forward.await;
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        put = dst.put_blob(&blob.digest, blob.size, body) => put?,
+        () = forward_then_wait => unreachable!("pending never completes"),
+    }
     done(BlobOutcome::Copied);
     Ok(())
 }

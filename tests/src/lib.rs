@@ -6,6 +6,7 @@ pub mod containerd;
 pub mod docker;
 pub mod helm;
 pub mod images;
+pub mod relay;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

@@ -2,9 +2,10 @@
 //! five platforms under one index in an OCI layout; `pier build --push` sends it to
 //! `pier serve`, docker pulls and runs the four emulatable platforms, the SW64 stand-in is
 //! checked by its config and ELF machine; a second spec builds on the pushed image as its
-//! base, and docker runs that too. Pushes that are denied or find no registry fail clearly
-//! and tag nothing. Then reproducibility (two fresh builds, one digest; one changed
-//! input, one changed platform) and the ELF check (a wrong-arch binary fails the build).
+//! base, and docker runs that too. Pushes that are denied, find no registry or lose it in
+//! the middle of a blob (the server killed) fail clearly and tag nothing. Then
+//! reproducibility (two fresh builds, one digest; one changed input, one changed platform)
+//! and the ELF check (a wrong-arch binary fails the build).
 //!
 //! Every build runs from a copy of the example in a temporary directory, from another
 //! working directory (paths in the spec are relative to the spec), with its own
@@ -17,7 +18,10 @@ use std::time::Duration;
 
 use pier_e2e::docker::Dockerd;
 use pier_e2e::images;
-use pier_e2e::{ADMIN_PASSWORD, Finished, Pier, admin_get, pier_bin, platform_image, require_tools, run_with_timeout};
+use pier_e2e::relay::Relay;
+use pier_e2e::{
+    ADMIN_PASSWORD, Finished, Pier, admin_get, pier_bin, platform_image, require_tools, run_with_timeout, wait_until,
+};
 use serde_json::Value;
 
 /// Fixes every time in the images: 2023-11-14T22:13:20Z.
@@ -432,7 +436,8 @@ fn failed_pushes_tag_nothing() {
     let cache = dir.path().join("cache");
     let config_dir = dir.path().join("config");
     // A guest may pull but not push: denied, named, no tag.
-    let guest = Some((&pier, "guest-user", "guest-Secret-1"));
+    let server = pier.url();
+    let guest = Some((server.as_str(), "guest-user", "guest-Secret-1"));
     let denied = push_build_as(dir.path(), &spec, &cache, &config_dir, guest, &[]);
     assert!(!denied.status.success(), "{denied:?}");
     assert!(
@@ -461,21 +466,144 @@ fn failed_pushes_tag_nothing() {
     );
 }
 
+/// The layer of the mid-push test: incompressible, so its gzip is as large.
+const BIG_LAYER: usize = 48 * 1024 * 1024;
+/// The pace of uploads through the relay: the big layer takes about three seconds on the wire.
+const UPLOAD_PACE: u64 = 16 * 1024 * 1024;
+/// The server is killed once an upload session holds this much of the big layer.
+const CUT_AFTER: u64 = 4 * 1024 * 1024;
+
+#[test]
+fn registry_down_mid_push_tags_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut pier = Pier::start(&data);
+    pier.create_project("team", false);
+    // Uploads pass through a relay that paces them, so the kill lands inside the big blob.
+    let relay = Relay::start(pier.addr, UPLOAD_PACE);
+    std::fs::write(dir.path().join("big.bin"), pier_e2e::test_bytes(5, BIG_LAYER)).unwrap();
+    let spec = dir.path().join("pier.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "image: {}/team/app\ntags: [\"1\", latest]\nplatforms: [amd64, arm64]\n\
+             layers:\n  - files:\n      - {{ src: big.bin, dest: /big.bin }}\n\
+             labels:\n  io.pier.platform: \"{{platform}}\"\n",
+            relay.host()
+        ),
+    )
+    .unwrap();
+    let (cache, config_dir) = (dir.path().join("cache"), dir.path().join("config"));
+    let push = || {
+        push_build_as(
+            dir.path(),
+            &spec,
+            &cache,
+            &config_dir,
+            Some((&relay.url(), "admin", ADMIN_PASSWORD)),
+            &[],
+        )
+    };
+
+    let uploads = data.join("uploads");
+    let held = || {
+        std::fs::read_dir(&uploads)
+            .map(|d| d.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).max())
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    };
+    let cut = std::thread::scope(|scope| {
+        let running = scope.spawn(push);
+        wait_until(
+            "an upload session holding part of the big layer",
+            BUILD_TIMEOUT,
+            || running.is_finished() || held() >= CUT_AFTER,
+            || pier.log_text(),
+        );
+        assert!(
+            !running.is_finished(),
+            "the push ended before the cut: {:?}",
+            running.join()
+        );
+        pier.kill9();
+        running.join().expect("push thread")
+    });
+    assert!(
+        !cut.status.success(),
+        "a push cut by a dead registry succeeded: {cut:?}"
+    );
+    assert!(
+        cut.stderr.contains(&format!(
+            "push to {}/team/app stopped: no tag was written",
+            relay.host()
+        )) && cut.stderr.contains("unreachable"),
+        "the error must name the registry and repository, and say no tag was written: {}",
+        cut.stderr
+    );
+
+    // Restarted on the same data: no tag, no index, nothing half-pushed visible.
+    let pier = Pier::start_on(&data, pier.addr);
+    let client = pier_e2e::admin_client(Duration::from_secs(30));
+    for tag in ["1", "latest"] {
+        let r = client
+            .get(format!("{}/v2/team/app/manifests/{tag}", pier.url()))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 404, "a cut push left tag {tag}");
+    }
+    let tags = client
+        .get(format!("{}/v2/team/app/tags/list", pier.url()))
+        .send()
+        .unwrap();
+    let listed: Vec<String> = if tags.status() == 404 {
+        Vec::new()
+    } else {
+        let body: Value = tags.json().unwrap();
+        serde_json::from_value(body["tags"].clone()).unwrap_or_default()
+    };
+    assert!(listed.is_empty(), "a cut push left tags: {listed:?}");
+
+    // The same push, at full speed, completes: nothing stored was left damaged.
+    relay.set_rate(0);
+    let again = push();
+    assert!(again.status.success(), "{again:?}");
+    let index: Value = admin_get(&pier, "/v2/team/app/manifests/1", pier_oci::media::OCI_INDEX)
+        .json()
+        .unwrap();
+    for arch in ["amd64", "arm64"] {
+        let (manifest, config) = platform_image(&pier, "team/app", &index, arch);
+        assert_eq!(config["architecture"], arch);
+        let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+        let blob = admin_get(&pier, &format!("/v2/team/app/blobs/{layer}"), "*/*")
+            .bytes()
+            .unwrap();
+        assert_eq!(pier_e2e::sha256(&blob), layer, "the big layer is whole");
+    }
+}
+
 /// `pier build -f SPEC --push --json` (no `--output`) as `admin` with `password`, the server
 /// from `PIER_SERVER`.
 fn push_build(cwd: &Path, spec: &Path, cache: &Path, pier: &Pier, config_dir: &Path, password: &str) -> Finished {
-    push_build_as(cwd, spec, cache, config_dir, Some((pier, "admin", password)), &[])
+    push_build_as(
+        cwd,
+        spec,
+        cache,
+        config_dir,
+        Some((&pier.url(), "admin", password)),
+        &[],
+    )
 }
 
-/// `pier build -f SPEC --push --json [EXTRA…]`; with `login`, `PIER_SERVER` names that pier
-/// and `PIER_USERNAME`/`PIER_PASSWORD` the user, else neither is set (the spec's `image`
-/// names the registry).
+/// `pier build -f SPEC --push --json [EXTRA…]`; with `login` (server URL, user, password),
+/// `PIER_SERVER` names that server and `PIER_USERNAME`/`PIER_PASSWORD` the user, else none
+/// is set (the spec's `image` names the registry).
 fn push_build_as(
     cwd: &Path,
     spec: &Path,
     cache: &Path,
     config_dir: &Path,
-    login: Option<(&Pier, &str, &str)>,
+    login: Option<(&str, &str, &str)>,
     extra: &[&str],
 ) -> Finished {
     let mut cmd = Command::new(pier_bin());
@@ -491,8 +619,8 @@ fn push_build_as(
         .env_remove("PIER_SERVER")
         .env_remove("PIER_USERNAME")
         .env_remove("PIER_PASSWORD");
-    if let Some((pier, user, password)) = login {
-        cmd.env("PIER_SERVER", pier.url())
+    if let Some((server, user, password)) = login {
+        cmd.env("PIER_SERVER", server)
             .env("PIER_USERNAME", user)
             .env("PIER_PASSWORD", password);
     }
@@ -613,7 +741,7 @@ fn zstd_layers_run_under_containerd() {
         &spec,
         &cache,
         &dir.path().join("config"),
-        Some((&pier, "admin", ADMIN_PASSWORD)),
+        Some((&pier.url(), "admin", ADMIN_PASSWORD)),
         &["--platform", "amd64", "--platform", "aarch64"],
     );
     assert!(pushed.status.success(), "{pushed:?}");
