@@ -73,7 +73,7 @@ fn accept_loop(listener: TcpListener, upstream: SocketAddr, rate: Arc<AtomicU64>
                 let rate = rate.clone();
                 thread::spawn(move || relay_one(client, upstream, rate));
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => thread::sleep(ACCEPT_POLL),
+            // Nothing waiting (non-blocking), or a failed accept: look again shortly.
             Err(_) => thread::sleep(ACCEPT_POLL),
         }
     }
