@@ -24,7 +24,9 @@ pub const META_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Most of a refused chunk's body read (and discarded) before answering, so the client sees
 /// the error rather than a reset connection; beyond this the connection is simply closed.
-pub const DRAIN_LIMIT: usize = 8 * 1024 * 1024;
+/// Clients send a whole layer in one PATCH, so a disk that fills early in a layer leaves
+/// most of it unsent: the bound is a large layer, and `DRAIN_TIMEOUT` caps slow senders.
+pub const DRAIN_LIMIT: usize = 1024 * 1024 * 1024;
 /// Longest time spent draining a refused body.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 

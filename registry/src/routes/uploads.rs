@@ -4,13 +4,14 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use pier_oci::{Digest, ErrorCode, RepoName};
 
 use super::{App, Result, blobs, body_stream, header_str, param, query, upload_range};
 use crate::auth::{Action, Caller};
 use crate::error::ApiError;
 use crate::limits::{DRAIN_LIMIT, DRAIN_TIMEOUT};
-use crate::storage::{BlobError, UploadId, UploadRecord};
+use crate::storage::{BlobError, ByteStream, UploadId, UploadRecord};
 
 fn upload_location(name: &RepoName, id: UploadId) -> String {
     format!("/v2/{name}/blobs/uploads/{id}")
@@ -108,6 +109,12 @@ fn chunk_start(headers: &HeaderMap) -> Result<Option<u64>> {
 }
 
 pub(super) async fn start(app: &App, caller: &Caller, name: &RepoName, uri: &Uri, body: Body) -> Result {
+    let mut body = body_stream(body);
+    let result = start_upload(app, caller, name, uri, &mut body).await;
+    drained(result, body).await
+}
+
+async fn start_upload(app: &App, caller: &Caller, name: &RepoName, uri: &Uri, body: &mut ByteStream) -> Result {
     let q = query(uri);
     if let Some(mount) = param(&q, "mount") {
         let digest: Digest = mount.parse()?;
@@ -143,8 +150,8 @@ pub(super) async fn start(app: &App, caller: &Caller, name: &RepoName, uri: &Uri
     }
 }
 
-async fn append(app: &App, id: UploadId, at: Option<u64>, body: Body) -> Result<u64> {
-    match app.blobs.append(id, at, body_stream(body)).await {
+async fn append(app: &App, id: UploadId, at: Option<u64>, body: &mut ByteStream) -> Result<u64> {
+    match app.blobs.append(id, at, body).await {
         Ok(size) => Ok(size),
         Err(e @ (BlobError::NoSpace | BlobError::Io(_))) => {
             // The store dropped the session's bytes; drop the record too.
@@ -155,13 +162,22 @@ async fn append(app: &App, id: UploadId, at: Option<u64>, body: Body) -> Result<
     }
 }
 
-/// Read and discard what is left of a refused request's body (up to a bound), so the
-/// client, still sending, reads our error instead of a connection reset.
-async fn drain(body: Body) {
-    let mut stream = body.into_data_stream();
+/// Pass on the result of an upload step that read the request body. When it failed, what
+/// is left of the body is read and discarded (up to a bound) before the answer goes out:
+/// the client is most likely still sending (a refused chunk, a disk that filled midway
+/// through a layer), and the server closes a connection whose body was left unread, so the
+/// client's next write would fail before it had read the error.
+async fn drained(result: Result, body: ByteStream) -> Result {
+    if result.is_err() {
+        drain(body).await;
+    }
+    result
+}
+
+async fn drain(mut body: ByteStream) {
     let mut left = DRAIN_LIMIT;
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
-        while let Some(Ok(chunk)) = futures_util::StreamExt::next(&mut stream).await {
+        while let Some(Ok(chunk)) = body.next().await {
             left = left.saturating_sub(chunk.len());
             if left == 0 {
                 break;
@@ -172,26 +188,31 @@ async fn drain(body: Body) {
 }
 
 pub(super) async fn patch(app: &App, name: &RepoName, id: &str, headers: &HeaderMap, body: Body) -> Result {
+    let mut body = body_stream(body);
+    let result = patch_chunk(app, name, id, headers, &mut body).await;
+    drained(result, body).await
+}
+
+async fn patch_chunk(app: &App, name: &RepoName, id: &str, headers: &HeaderMap, body: &mut ByteStream) -> Result {
     let id = session(app, name, id).await?;
-    let at = match chunk_start(headers) {
-        Ok(at) => at,
-        Err(e) => {
-            drain(body).await;
-            return Err(e);
-        }
-    };
-    if let Some(at) = at {
-        let current = app.blobs.upload_size(id).await?;
-        if at != current {
-            drain(body).await;
-            return Err(BlobError::OutOfOrder { current, requested: at }.into());
-        }
-    }
-    let size = append(app, id, at, body).await?;
+    let size = append(app, id, chunk_start(headers)?, body).await?;
     Ok(session_response(StatusCode::ACCEPTED, name, id, size))
 }
 
 pub(super) async fn finish(app: &App, name: &RepoName, id: &str, uri: &Uri, headers: &HeaderMap, body: Body) -> Result {
+    let mut body = body_stream(body);
+    let result = finish_upload(app, name, id, uri, headers, &mut body).await;
+    drained(result, body).await
+}
+
+async fn finish_upload(
+    app: &App,
+    name: &RepoName,
+    id: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &mut ByteStream,
+) -> Result {
     let id = session(app, name, id).await?;
     let digest = digest_param(&query(uri))?
         .ok_or_else(|| ApiError::code(ErrorCode::DigestInvalid).message("the digest query parameter is required"))?;

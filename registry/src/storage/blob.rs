@@ -130,8 +130,9 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Bytes held by a session.
     async fn upload_size(&self, id: UploadId) -> Result<u64, BlobError>;
     /// Append a body to a session; `at`, when given, must equal the current size.
-    /// Returns the new size.
-    async fn append(&self, id: UploadId, at: Option<u64>, body: ByteStream) -> Result<u64, BlobError>;
+    /// Returns the new size. The body is borrowed: on a refusal or a failed write, what the
+    /// store did not read is still in it, so the caller can drain it and answer the client.
+    async fn append(&self, id: UploadId, at: Option<u64>, body: &mut ByteStream) -> Result<u64, BlobError>;
     /// Verify the session's bytes against `expected` and store them under it.
     /// Returns the blob's size.
     async fn commit(&self, id: UploadId, expected: &Digest) -> Result<u64, BlobError>;

@@ -289,7 +289,7 @@ impl BlobStore for FsBlobStore {
             .map_err(|e| not_found_as(e, BlobError::UploadUnknown))
     }
 
-    async fn append(&self, id: UploadId, at: Option<u64>, mut body: ByteStream) -> Result<u64, BlobError> {
+    async fn append(&self, id: UploadId, at: Option<u64>, body: &mut ByteStream) -> Result<u64, BlobError> {
         let session = self.session(id);
         let mut session = session.lock().await;
         let path = self.upload_path(id);

@@ -36,23 +36,26 @@ async fn blob_store_suite(store: Arc<dyn BlobStore>) {
     assert_eq!(store.upload_size(id).await.unwrap(), 0);
     assert_eq!(
         store
-            .append(id, Some(0), body(&[&data[..100], &data[100..500]]))
+            .append(id, Some(0), &mut body(&[&data[..100], &data[100..500]]))
             .await
             .unwrap(),
         500
     );
+    let mut refused = body(&[b"x"]);
     assert!(matches!(
-        store.append(id, Some(10), body(&[b"x"])).await,
+        store.append(id, Some(10), &mut refused).await,
         Err(BlobError::OutOfOrder {
             current: 500,
             requested: 10
         })
     ));
+    // A refused body is left unread, for the caller to drain before answering.
+    assert_eq!(refused.next().await.unwrap().unwrap(), &b"x"[..]);
     assert_eq!(store.upload_size(id).await.unwrap(), 500);
     // Not visible before commit.
     assert_eq!(store.stat(&digest).await.unwrap(), None);
     assert_eq!(
-        store.append(id, None, body(&[&data[500..]])).await.unwrap(),
+        store.append(id, None, &mut body(&[&data[500..]])).await.unwrap(),
         data.len() as u64
     );
     assert_eq!(store.commit(id, &digest).await.unwrap(), data.len() as u64);
@@ -68,7 +71,7 @@ async fn blob_store_suite(store: Arc<dyn BlobStore>) {
 
     // Wrong digest: refused, session gone, nothing stored.
     let id = store.create_upload().await.unwrap();
-    store.append(id, None, body(&[b"other bytes"])).await.unwrap();
+    store.append(id, None, &mut body(&[b"other bytes"])).await.unwrap();
     let claimed = Digest::sha256_of(b"something else");
     assert!(matches!(
         store.commit(id, &claimed).await,
@@ -80,7 +83,7 @@ async fn blob_store_suite(store: Arc<dyn BlobStore>) {
 
     // A body that breaks mid-way keeps what arrived; the session resumes from there.
     let id = store.create_upload().await.unwrap();
-    let broken: ByteStream = stream::iter(vec![
+    let mut broken: ByteStream = stream::iter(vec![
         Ok(Bytes::from_static(b"first part ")),
         Err(std::io::Error::new(
             std::io::ErrorKind::ConnectionReset,
@@ -88,12 +91,12 @@ async fn blob_store_suite(store: Arc<dyn BlobStore>) {
         )),
     ])
     .boxed();
-    match store.append(id, None, broken).await {
+    match store.append(id, None, &mut broken).await {
         Err(BlobError::BodyIncomplete { offset, .. }) => assert_eq!(offset, 11),
         other => panic!("expected BodyIncomplete, got {other:?}"),
     }
     assert_eq!(store.upload_size(id).await.unwrap(), 11);
-    store.append(id, Some(11), body(&[b"second part"])).await.unwrap();
+    store.append(id, Some(11), &mut body(&[b"second part"])).await.unwrap();
     let whole = Digest::sha256_of(b"first part second part");
     store.commit(id, &whole).await.unwrap();
     assert_eq!(read_all(&*store, &whole, None).await, b"first part second part");
@@ -103,7 +106,7 @@ async fn blob_store_suite(store: Arc<dyn BlobStore>) {
     store.abort(id).await.unwrap();
     assert!(matches!(store.abort(id).await, Err(BlobError::UploadUnknown)));
     assert!(matches!(
-        store.append(id, None, body(&[b"x"])).await,
+        store.append(id, None, &mut body(&[b"x"])).await,
         Err(BlobError::UploadUnknown)
     ));
     let empty = Digest::sha256_of(b"");
@@ -116,11 +119,11 @@ async fn blob_store_suite(store: Arc<dyn BlobStore>) {
         h.finish()
     };
     let id = store.create_upload().await.unwrap();
-    store.append(id, None, body(&[b"five twelve"])).await.unwrap();
+    store.append(id, None, &mut body(&[b"five twelve"])).await.unwrap();
     store.commit(id, &sha512).await.unwrap();
     assert_eq!(read_all(&*store, &sha512, None).await, b"five twelve");
     let id = store.create_upload().await.unwrap();
-    store.append(id, None, body(&[&data])).await.unwrap();
+    store.append(id, None, &mut body(&[&data])).await.unwrap();
     store.commit(id, &digest).await.unwrap();
     assert_eq!(read_all(&*store, &digest, None).await, data);
     store.delete(&digest).await.unwrap();
@@ -302,13 +305,13 @@ async fn fs_blob_store_sessions_survive_reopen() {
     let id = {
         let store = FsBlobStore::open(dir.path()).unwrap();
         let id = store.create_upload().await.unwrap();
-        store.append(id, None, body(&[b"before restart "])).await.unwrap();
+        store.append(id, None, &mut body(&[b"before restart "])).await.unwrap();
         id
     };
     // A new process has no running hash: commit must re-read the bytes.
     let store = FsBlobStore::open(dir.path()).unwrap();
     assert_eq!(store.upload_size(id).await.unwrap(), 15);
-    store.append(id, Some(15), body(&[b"after"])).await.unwrap();
+    store.append(id, Some(15), &mut body(&[b"after"])).await.unwrap();
     let d = Digest::sha256_of(b"before restart after");
     store.commit(id, &d).await.unwrap();
     assert_eq!(read_all(&store, &d, None).await, b"before restart after");
