@@ -26,6 +26,7 @@ use std::future::Future;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{any, get};
@@ -67,10 +68,60 @@ pub enum OpenError {
     },
 }
 
+/// How long connections may idle or stall, and how many may be open at once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionLimits {
+    /// A request's head must arrive whole within this time after its first byte.
+    pub header_read_timeout: Duration,
+    /// A keep-alive connection with no request in flight is closed after this long.
+    pub idle_timeout: Duration,
+    /// A request body that delivers no bytes for this long ends the request (an upload
+    /// keeps what arrived and can be resumed).
+    pub body_idle_timeout: Duration,
+    /// Connections served at once; more are answered 503 and closed.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            header_read_timeout: limits::HEADER_READ_TIMEOUT,
+            idle_timeout: limits::IDLE_TIMEOUT,
+            body_idle_timeout: limits::BODY_IDLE_TIMEOUT,
+            max_connections: limits::MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// Everything a registry is opened with.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Access control and the audit log.
+    pub auth: AuthConfig,
+    /// An upload session untouched for this long is dropped with its bytes.
+    pub upload_ttl: Duration,
+    /// How often expired upload sessions are swept.
+    pub upload_sweep_every: Duration,
+    /// Connection timeouts and limits (used by [`serve`]).
+    pub connections: ConnectionLimits,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            auth: AuthConfig::default(),
+            upload_ttl: limits::DEFAULT_UPLOAD_TTL,
+            upload_sweep_every: limits::UPLOAD_SWEEP_EVERY,
+            connections: ConnectionLimits::default(),
+        }
+    }
+}
+
 /// A registry over a blob store and a metadata store.
 #[derive(Clone)]
 pub struct Registry {
     app: App,
+    config: Arc<RegistryConfig>,
 }
 
 impl Registry {
@@ -78,6 +129,18 @@ impl Registry {
     /// metadata, users, projects, robots), `DATA/audit` (the audit log) and the token
     /// signing key.
     pub async fn open(data_dir: &Path, auth: AuthConfig) -> Result<Registry, OpenError> {
+        Registry::open_with(
+            data_dir,
+            RegistryConfig {
+                auth,
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// [`Registry::open`] with every setting.
+    pub async fn open_with(data_dir: &Path, config: RegistryConfig) -> Result<Registry, OpenError> {
         let blobs = FsBlobStore::open(data_dir).map_err(|source| OpenError::Blobs {
             path: data_dir.display().to_string(),
             source,
@@ -97,20 +160,28 @@ impl Registry {
             path: audit_dir.display().to_string(),
             source,
         })?;
-        let auth = Auth::open(data_dir, cached, Arc::new(audit), auth)
+        let auth = Auth::open(data_dir, cached, Arc::new(audit), config.auth.clone())
             .await
             .map_err(|source| OpenError::Auth {
                 path: data_dir.display().to_string(),
                 source,
             })?;
-        Ok(Registry::with_stores(Arc::new(blobs), Arc::new(meta), Arc::new(auth)))
+        let mut registry = Registry::with_stores(Arc::new(blobs), Arc::new(meta), Arc::new(auth));
+        registry.config = Arc::new(config);
+        Ok(registry)
     }
 
-    /// A registry over any stores.
+    /// A registry over any stores, with default settings.
     pub fn with_stores(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetaStore>, auth: Arc<Auth>) -> Registry {
         Registry {
             app: App { blobs, meta, auth },
+            config: Arc::new(RegistryConfig::default()),
         }
+    }
+
+    /// The settings it was opened with.
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
     }
 
     /// Access control.

@@ -74,3 +74,17 @@ pub const AUDIT_PAGE_DEFAULT: usize = 100;
 pub const AUDIT_PURGE_EVERY: Duration = Duration::from_secs(3600);
 /// Default audit retention in days (0 keeps everything).
 pub const DEFAULT_AUDIT_RETENTION_DAYS: u64 = 180;
+
+/// Default time a request head may take to arrive, once its first byte has.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(20);
+/// Default time a keep-alive connection may idle between requests.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time a request body may go without delivering a byte.
+pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default number of connections served at once.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// Default lifetime of an untouched upload session (distribution keeps them a week; a day
+/// is plenty for a resumed push and bounds what abandoned sessions hold).
+pub const DEFAULT_UPLOAD_TTL: Duration = Duration::from_secs(24 * 3600);
+/// How often expired upload sessions are swept.
+pub const UPLOAD_SWEEP_EVERY: Duration = Duration::from_secs(600);
