@@ -23,5 +23,5 @@ mod platform;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error::{ErrorCode, OciError};
-pub use name::{NameError, Reference, RepoName, Tag, is_path_component};
+pub use name::{MAX_NAME_LEN, MAX_TAG_LEN, NameError, Reference, RepoName, Tag, is_path_component};
 pub use platform::{Platform, PlatformError};

@@ -119,9 +119,11 @@ impl From<AuthError> for ApiError {
                 .message(message)
                 .header(header::WWW_AUTHENTICATE, challenge),
             AuthError::Denied(_) => ApiError::code(ErrorCode::Denied).message(message),
-            AuthError::Throttled { retry_after } => ApiError::code(ErrorCode::TooManyRequests)
-                .message(message)
-                .header(header::RETRY_AFTER, retry_after.to_string()),
+            AuthError::Throttled { retry_after } | AuthError::RateLimited { retry_after } => {
+                ApiError::code(ErrorCode::TooManyRequests)
+                    .message(message)
+                    .header(header::RETRY_AFTER, retry_after.to_string())
+            }
             AuthError::BadRequest(_) => ApiError::code(ErrorCode::BadRequest).message(message),
             AuthError::InvalidName(_) => ApiError::code(ErrorCode::NameInvalid).message(message),
             AuthError::NotFound(_) => ApiError::code(ErrorCode::NotFound).message(message),

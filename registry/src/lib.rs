@@ -141,6 +141,10 @@ impl Registry {
 
     /// [`Registry::open`] with every setting.
     pub async fn open_with(data_dir: &Path, config: RegistryConfig) -> Result<Registry, OpenError> {
+        secure_data_dir(data_dir).map_err(|source| OpenError::Blobs {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
         let blobs = FsBlobStore::open(data_dir).map_err(|source| OpenError::Blobs {
             path: data_dir.display().to_string(),
             source,
@@ -156,10 +160,12 @@ impl Registry {
         })?;
         let cached = Arc::new(storage::CachedAccess::new(Arc::new(access)));
         let audit_dir = data_dir.join("audit");
-        let audit = storage::FileAuditLog::open(&audit_dir).map_err(|source| OpenError::Meta {
-            path: audit_dir.display().to_string(),
-            source,
-        })?;
+        let segments = storage::FileAuditLog::segment_bytes_for(config.auth.audit_max_bytes);
+        let audit =
+            storage::FileAuditLog::open_with_segments(&audit_dir, segments).map_err(|source| OpenError::Meta {
+                path: audit_dir.display().to_string(),
+                source,
+            })?;
         let auth = Auth::open(data_dir, cached, Arc::new(audit), config.auth.clone())
             .await
             .map_err(|source| OpenError::Auth {
@@ -208,6 +214,48 @@ impl Registry {
         self.app.auth.audit().sync().await;
         self.app.meta.flush().await
     }
+}
+
+/// Create the data directory readable by its owner only, or warn when an existing one is
+/// readable by others; make the metadata database's directory and files private as well
+/// (sled creates its files with the process's umask).
+fn secure_data_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    storage::private_dir(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            data_dir = %dir.display(),
+            mode = format_args!("{:o}", mode & 0o777),
+            "the data directory is accessible to other local users; it holds password hashes, audit records and private images: chmod 700 it"
+        );
+    }
+    let meta = dir.join("meta");
+    storage::private_dir(&meta)?;
+    std::fs::set_permissions(&meta, std::fs::Permissions::from_mode(0o700))?;
+    for entry in walk(&meta)? {
+        let is_dir = entry.is_dir();
+        let want = if is_dir { 0o700 } else { 0o600 };
+        std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(want))?;
+    }
+    Ok(())
+}
+
+/// Every path below `dir`.
+fn walk(dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                todo.push(path.clone());
+            }
+            out.push(path);
+        }
+    }
+    Ok(out)
 }
 
 /// Serve `registry` on `listener` until `shutdown` resolves, then let in-flight requests

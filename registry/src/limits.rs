@@ -43,8 +43,27 @@ pub const MAX_SCOPES: usize = 32;
 pub const LOGIN_CACHE_TTL: Duration = Duration::from_secs(60);
 /// Most remembered logins.
 pub const LOGIN_CACHE_MAX: usize = 4096;
-/// Most argon2 hashes computed at once (each takes ~19 MiB and tens of milliseconds).
-pub const MAX_CONCURRENT_HASHES: usize = 4;
+/// Most argon2 hashes computed at once (each takes ~19 MiB and ~30 ms of one core). Two
+/// keep a password flood from more than two cores' worth of work and bound the pooled
+/// working memory to ~38 MiB.
+pub const MAX_CONCURRENT_HASHES: usize = 2;
+/// Largest argon2 working memory a stored hash may ask for (1 KiB blocks): 64 MiB.
+pub const MAX_HASH_MEMORY_BLOCKS: usize = 64 * 1024;
+/// How long a password check waits for an argon2 slot before the caller is told to come
+/// back later (429). Short: a queue this deep already means a flood.
+pub const HASH_QUEUE_WAIT: Duration = Duration::from_secs(1);
+/// Password checks one client address may start per second, on average. A person or a CI
+/// job logs in a few times a minute (checked logins are cached), a guesser wants
+/// thousands: five a second keeps one address below a sixth of a core.
+pub const PASSWORD_CHECKS_PER_SEC: u32 = 5;
+/// Password checks one address may start at once before the rate applies.
+pub const PASSWORD_CHECK_BURST: u32 = 10;
+/// Most client addresses tracked by the per-address limiter.
+pub const ADDRESS_LIMITER_MAX_ENTRIES: usize = 10_000;
+/// How long the escalation of a pair's lockouts is remembered after its last lock ended.
+pub const ESCALATION_MEMORY: Duration = Duration::from_secs(3600);
+/// Longest secret (password or robot secret) looked at; longer ones are refused unread.
+pub const MAX_SECRET_BYTES: usize = 1024;
 /// Failed logins for one user from one address within [`FAILED_LOGIN_WINDOW`] before
 /// that pair is locked out.
 pub const MAX_FAILED_LOGINS: u32 = 5;
@@ -54,8 +73,12 @@ pub const FAILED_LOGIN_WINDOW: Duration = Duration::from_secs(300);
 pub const LOCKOUT_BASE: Duration = Duration::from_secs(30);
 /// The longest lockout.
 pub const LOCKOUT_MAX: Duration = Duration::from_secs(900);
-/// Most user/address pairs tracked by the brute-force throttle.
+/// Most user/address pairs tracked by the brute-force throttle (entries are fixed-size:
+/// keyed by a hash).
 pub const THROTTLE_MAX_ENTRIES: usize = 10_000;
+/// Longest user name (names are also the login, so a bound here bounds every cache and
+/// log line keyed by one).
+pub const MAX_USER_NAME: usize = 64;
 /// Shortest password accepted for a user.
 pub const MIN_PASSWORD_LEN: usize = 8;
 /// Largest JSON body of a management API request.
@@ -88,3 +111,20 @@ pub const MAX_CONNECTIONS: usize = 1024;
 pub const DEFAULT_UPLOAD_TTL: Duration = Duration::from_secs(24 * 3600);
 /// How often expired upload sessions are swept.
 pub const UPLOAD_SWEEP_EVERY: Duration = Duration::from_secs(600);
+/// Longest text kept in one field of an audit event; longer values are cut (and marked),
+/// so no request can make one event large.
+pub const AUDIT_FIELD_MAX: usize = 256;
+/// Longest `detail` of an audit event.
+pub const AUDIT_DETAIL_MAX: usize = 1024;
+/// Failures (and anonymous token grants) from one address of one kind within this window
+/// are written as one event and a count, not one event each.
+pub const AUDIT_AGGREGATE_WINDOW: Duration = Duration::from_secs(60);
+/// Events of one aggregated kind from one address written one by one in each window
+/// before the rest are only counted: enough to see what a person mistyped.
+pub const AUDIT_BURST: u32 = 20;
+/// How often the audit log's size is checked against its cap.
+pub const AUDIT_SIZE_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// Most (address, kind) aggregates held at once; beyond that the oldest are written out.
+pub const AUDIT_AGGREGATE_MAX: usize = 4096;
+/// Default cap on the audit log's size on disk; the oldest segments go first.
+pub const DEFAULT_AUDIT_MAX_BYTES: u64 = 1024 * 1024 * 1024;

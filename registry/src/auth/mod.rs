@@ -8,22 +8,25 @@ pub mod password;
 mod throttle;
 pub mod token;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, header};
 use base64::Engine as _;
-use pier_oci::RepoName;
-use tokio::sync::Semaphore;
+use pier_oci::{RepoName, is_path_component};
 
 pub use audit::AuditSink;
+pub use ipnet::IpNet;
 pub use matrix::{Action, Grant, PUBLIC, ROBOT_GRANTABLE, Role};
-use throttle::{Failure, Throttle};
+use throttle::{AddressLimiter, Failure, Throttle};
 use token::{Access, Claims, Scope, TokenKeys};
 
-use crate::limits::{DEFAULT_AUDIT_RETENTION_DAYS, DEFAULT_TOKEN_TTL, MAX_CONCURRENT_HASHES, MIN_PASSWORD_LEN};
+use crate::limits::{
+    DEFAULT_AUDIT_MAX_BYTES, DEFAULT_AUDIT_RETENTION_DAYS, DEFAULT_TOKEN_TTL, HASH_QUEUE_WAIT, MAX_SECRET_BYTES,
+    MAX_USER_NAME, MIN_PASSWORD_LEN,
+};
 use crate::storage::{
     AccessStore, ActorKind, AuditAction, AuditEvent, AuditLog, MetaError, Outcome, ProjectRecord, ROBOT_PREFIX,
     UserRecord,
@@ -43,6 +46,12 @@ pub struct AuthConfig {
     pub token_ttl: Duration,
     /// Audit retention in days; 0 keeps everything.
     pub audit_retention_days: u64,
+    /// Cap on the audit log's size on disk; the oldest segments are dropped to stay under
+    /// it (0: no cap).
+    pub audit_max_bytes: u64,
+    /// Proxies whose `X-Forwarded-For` (or `Forwarded`) header names the client. Anyone
+    /// else's is ignored: the peer address is the client.
+    pub trusted_proxies: Vec<IpNet>,
     /// The first admin password (used on first start only).
     pub admin_password: Option<String>,
     /// The registry's external URL (e.g. `https://registry.example.com`), for the token
@@ -55,6 +64,8 @@ impl Default for AuthConfig {
         AuthConfig {
             token_ttl: DEFAULT_TOKEN_TTL,
             audit_retention_days: DEFAULT_AUDIT_RETENTION_DAYS,
+            audit_max_bytes: DEFAULT_AUDIT_MAX_BYTES,
+            trusted_proxies: Vec::new(),
             admin_password: None,
             public_url: None,
         }
@@ -155,6 +166,12 @@ pub enum AuthError {
         /// Seconds.
         retry_after: u64,
     },
+    /// Too many password checks from this address, or all of them busy.
+    #[error("too many password checks; retry in {retry_after} s")]
+    RateLimited {
+        /// Seconds.
+        retry_after: u64,
+    },
     /// A malformed request.
     #[error("{0}")]
     BadRequest(String),
@@ -203,9 +220,43 @@ pub struct Auth {
     audit: AuditSink,
     keys: TokenKeys,
     throttle: Throttle,
+    limiter: AddressLimiter,
     logins: password::LoginCache,
-    hashing: Semaphore,
+    hashing: password::Hashing,
     config: AuthConfig,
+}
+
+/// Longest base64 of Basic credentials that can hold a valid name and secret: the longest
+/// robot account (`robot$` + two path components + `+`), a colon and the longest secret.
+const MAX_BASIC_B64: usize =
+    (ROBOT_PREFIX.len() + 2 * pier_oci::MAX_NAME_LEN + 1 + 1 + MAX_SECRET_BYTES).div_ceil(3) * 4;
+
+/// The answer to wrong credentials, the same whatever was wrong.
+const WRONG_CREDENTIALS: &str = "invalid username or password";
+
+/// Whether `name` can be a user's name: 1–[`MAX_USER_NAME`] letters, digits, `.`, `_`,
+/// `-`, `@`, starting with a letter or digit.
+pub fn valid_user_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= MAX_USER_NAME
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-' | b'@'))
+}
+
+/// `robot$<project>+<name>` → (project, name), when both follow the path-component grammar.
+fn robot_parts(account: &str) -> Option<(&str, &str)> {
+    account
+        .strip_prefix(ROBOT_PREFIX)?
+        .split_once('+')
+        .filter(|(p, n)| is_path_component(p) && is_path_component(n))
+}
+
+/// A short fingerprint of an account's current credential (its password hash or robot
+/// secret hash): carried in tokens, so a token stops working once the credential changes.
+fn credential_version(stored_hash: &str) -> String {
+    hex::encode(&sha2::Sha256::digest(stored_hash.as_bytes())[..8])
 }
 
 /// A docker token action and the matrix actions it stands for.
@@ -245,11 +296,12 @@ impl Auth {
         let keys = TokenKeys::load_or_create(data_dir)?;
         let auth = Auth {
             access,
-            audit: AuditSink::new(audit, config.audit_retention_days),
+            audit: AuditSink::new(audit, config.audit_retention_days, config.audit_max_bytes),
             keys,
             throttle: Throttle::default(),
+            limiter: AddressLimiter::default(),
             logins: password::LoginCache::default(),
-            hashing: Semaphore::new(MAX_CONCURRENT_HASHES),
+            hashing: password::Hashing::default(),
             config,
         };
         auth.bootstrap(data_dir).await?;
@@ -302,31 +354,34 @@ impl Auth {
         &self.audit
     }
 
-    /// Where the signing key lives.
-    pub fn key_path(&self) -> &Path {
-        self.keys.path()
-    }
-
     /// Forget remembered logins (after users or robots change).
     pub fn credentials_changed(&self) {
         self.logins.clear();
     }
 
-    /// Hash a password off the runtime, at most [`MAX_CONCURRENT_HASHES`] at once.
+    /// Hash a password off the runtime, in one of the bounded argon2 slots.
     pub async fn hash(&self, password: String) -> Result<String, String> {
-        let _permit = self.hashing.acquire().await.map_err(|e| e.to_string())?;
-        tokio::task::spawn_blocking(move || password::hash(&password))
-            .await
-            .map_err(|e| e.to_string())?
+        self.hashing.hash(password).await
     }
 
-    async fn verify(&self, password: String, phc: String) -> bool {
-        let Ok(_permit) = self.hashing.acquire().await else {
-            return false;
-        };
-        tokio::task::spawn_blocking(move || password::verify(&password, &phc))
-            .await
-            .unwrap_or(false)
+    /// The client's address: the peer's, or, when the peer is a trusted proxy, the nearest
+    /// address of the forwarding chain that is not itself a trusted proxy.
+    fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        let trusted = |ip: &IpAddr| self.config.trusted_proxies.iter().any(|n| n.contains(ip));
+        if !trusted(&peer) {
+            return peer;
+        }
+        let mut client = peer;
+        for hop in forwarded_chain(headers).iter().rev() {
+            // An entry that is not an address (`unknown`, an obfuscated name) ends what can
+            // be believed: the hop before it is the client as far as pier can tell.
+            let Some(ip) = hop else { break };
+            client = *ip;
+            if !trusted(ip) {
+                break;
+            }
+        }
+        client
     }
 
     /// The token endpoint URL for challenges.
@@ -366,7 +421,9 @@ impl Auth {
     /// Identify the caller from the `Authorization` header. No header: anonymous.
     pub async fn authenticate(&self, headers: &HeaderMap, client: Option<SocketAddr>) -> Result<Caller, AuthError> {
         let realm = self.realm(headers);
-        let client = client.map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into());
+        let client = client
+            .map(|a| self.client_ip(a.ip(), headers).to_string())
+            .unwrap_or_else(|| "unknown".into());
         let unauthenticated = |message: &str| AuthError::Unauthenticated {
             challenge: Auth::challenge(&realm, None, Some("invalid_token")),
             message: message.to_owned(),
@@ -419,39 +476,95 @@ impl Auth {
         if claims.sub.is_empty() {
             return Ok(Some(Subject::Anonymous));
         }
-        if let Some(robot) = claims.sub.strip_prefix(ROBOT_PREFIX) {
-            return self.robot_subject(robot).await;
+        // A credential changed since the token was issued (password changed, secret
+        // rotated) voids it, as the old credential itself is refused at once. pier puts the
+        // version in every token it issues for an account; one without (issued before
+        // versions existed) lives out its short TTL.
+        let current = |stored: &str| claims.cv.as_deref().is_none_or(|cv| cv == credential_version(stored));
+        if let Some((project, name)) = robot_parts(&claims.sub) {
+            let Some(r) = self.access.robot(project, name).await? else {
+                return Ok(None);
+            };
+            if r.disabled || r.expires_at.is_some_and(|e| e <= now()) || !current(&r.secret_sha256) {
+                return Ok(None);
+            }
+            return Ok(Some(Subject::Robot {
+                project: r.project,
+                name: r.name,
+                grant: Grant::of(&r.permissions),
+                expires_at: r.expires_at,
+            }));
         }
-        Ok(self.access.user(&claims.sub).await?.map(|u| Subject::User {
-            name: u.name,
-            admin: u.admin,
-        }))
+        Ok(self
+            .access
+            .user(&claims.sub)
+            .await?
+            .filter(|u| current(&u.password_hash))
+            .map(|u| Subject::User {
+                name: u.name,
+                admin: u.admin,
+            }))
     }
 
-    /// `<project>+<name>` → the robot, when usable.
-    async fn robot_subject(&self, account: &str) -> Result<Option<Subject>, AuthError> {
-        let Some((project, name)) = account.split_once('+') else {
-            return Ok(None);
-        };
-        let Some(r) = self.access.robot(project, name).await? else {
-            return Ok(None);
-        };
-        if r.disabled || r.expires_at.is_some_and(|e| e <= now()) {
-            return Ok(None);
-        }
-        Ok(Some(Subject::Robot {
-            project: r.project,
-            name: r.name,
-            grant: Grant::of(&r.permissions),
-            expires_at: r.expires_at,
-        }))
+    /// The credential version of a subject's account now, for a token.
+    async fn current_credential(&self, subject: &Subject) -> Result<Option<String>, AuthError> {
+        Ok(match subject {
+            Subject::Anonymous => None,
+            Subject::User { name, .. } => self
+                .access
+                .user(name)
+                .await?
+                .map(|u| credential_version(&u.password_hash)),
+            Subject::Robot { project, name, .. } => self
+                .access
+                .robot(project, name)
+                .await?
+                .map(|r| credential_version(&r.secret_sha256)),
+        })
     }
 
     /// Check a name and secret (user password or robot secret), with throttling and audit.
+    ///
+    /// Names outside the grammars of user and robot names and over-long secrets are refused
+    /// before anything is looked up, cached or counted. Robot secrets are 256-bit random
+    /// values checked with one SHA-256: they cannot be guessed, so robots have no lockout
+    /// (which would only let anyone lock a CI robot out). User passwords go through the
+    /// per-user-and-address lockout, the per-address rate limit and the bounded argon2 queue.
     pub async fn login(&self, name: &str, secret: &str, client: &str) -> Result<Subject, AuthError> {
-        if let Err(wait) = self.throttle.check(name, client) {
+        let robot = robot_parts(name);
+        let well_formed = secret.len() <= MAX_SECRET_BYTES && (robot.is_some() || valid_user_name(name));
+        let mut event = AuditEvent {
+            time: now(),
+            actor: name.to_owned(),
+            actor_kind: if name.starts_with(ROBOT_PREFIX) {
+                ActorKind::Robot
+            } else {
+                ActorKind::User
+            },
+            action: AuditAction::Login,
+            project: None,
+            repository: None,
+            reference: None,
+            digest: None,
+            target: None,
+            client: client.to_owned(),
+            result: Outcome::Failure,
+            detail: None,
+        };
+        if !well_formed {
+            // The audit sink cuts the name to a bounded length.
+            event.detail = Some("malformed credentials".into());
+            self.audit.record(event).await;
+            return Err(wrong_credentials(WRONG_CREDENTIALS));
+        }
+        // A locked pair is refused even the right password (and a remembered login) until
+        // the lock ends: the lock is per address, so only the guesser's address waits.
+        if robot.is_none()
+            && let Err(wait) = self.throttle.check(name, client)
+        {
+            // Not logged: the log has the lockout itself, once.
             return Err(AuthError::Throttled {
-                retry_after: wait.as_secs().max(1),
+                retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
             });
         }
         if let Some(s) = self.logins.get(name, secret) {
@@ -460,97 +573,104 @@ impl Auth {
                 return Ok(s);
             }
         }
-        let (subject, why) = self.check_secret(name, secret).await?;
-        let kind = if name.starts_with(ROBOT_PREFIX) {
-            ActorKind::Robot
-        } else {
-            ActorKind::User
+        let checked = match robot {
+            Some((project, short)) => self.check_robot(project, short, secret).await?,
+            None => match self.check_user(name, secret, client).await {
+                Err(e @ AuthError::RateLimited { .. }) => {
+                    event.action = AuditAction::LoginThrottled;
+                    event.detail = Some(e.to_string());
+                    self.audit.record(event).await;
+                    return Err(e);
+                }
+                other => other?,
+            },
         };
-        let mut event = AuditEvent {
-            time: now(),
-            actor: name.to_owned(),
-            actor_kind: kind,
-            action: AuditAction::Login,
-            project: None,
-            repository: None,
-            reference: None,
-            digest: None,
-            target: None,
-            client: client.to_owned(),
-            result: Outcome::Success,
-            detail: None,
-        };
-        match subject {
-            Some(s) => {
-                self.throttle.succeeded(name, client);
+        match checked {
+            Ok(s) => {
+                if robot.is_none() {
+                    self.throttle.succeeded(name, client);
+                }
                 self.logins.put(name, secret, s.clone());
+                event.result = Outcome::Success;
                 self.audit.record(event).await;
                 Ok(s)
             }
-            None => {
-                event.result = Outcome::Failure;
+            Err(why) => {
                 event.detail = Some(why.to_owned());
                 self.audit.record(event.clone()).await;
-                if let Failure::LockedOut(d) = self.throttle.failed(name, client) {
+                if robot.is_none()
+                    && let Failure::LockedOut(d) = self.throttle.failed(name, client)
+                {
                     event.action = AuditAction::LoginThrottled;
                     event.detail = Some(format!("locked out for {} s", d.as_secs()));
                     self.audit.record(event).await;
                 }
-                Err(AuthError::Unauthenticated {
-                    challenge: "Basic realm=\"pier\"".into(),
-                    message: why.to_owned(),
-                })
+                Err(wrong_credentials(why))
             }
         }
     }
 
-    /// `(Some(subject), _)` when the secret is right; `(None, why)` otherwise. `why` says
-    /// no more than the caller may learn: the same text for an unknown user and a wrong
-    /// password; a robot's state only once its secret matched.
-    async fn check_secret(&self, name: &str, secret: &str) -> Result<(Option<Subject>, &'static str), AuthError> {
-        const WRONG: &str = "invalid username or password";
-        if let Some(account) = name.strip_prefix(ROBOT_PREFIX) {
-            let robot = match account.split_once('+') {
-                Some((p, n)) => self.access.robot(p, n).await?,
-                None => None,
-            };
-            let Some(r) = robot else {
-                return Ok((None, WRONG));
-            };
-            let given = hex::encode(sha2::Sha256::digest(secret.as_bytes()));
-            if !constant_time_eq(given.as_bytes(), r.secret_sha256.as_bytes()) {
-                return Ok((None, WRONG));
-            }
-            if r.disabled {
-                return Ok((None, "robot account is disabled"));
-            }
-            if r.expires_at.is_some_and(|e| e <= now()) {
-                return Ok((None, "robot account has expired"));
-            }
-            return Ok((
-                Some(Subject::Robot {
-                    project: r.project,
-                    name: r.name,
-                    grant: Grant::of(&r.permissions),
-                    expires_at: r.expires_at,
-                }),
-                "",
-            ));
+    /// A robot's secret. `Err(why)` says no more than the caller may learn: the robot's
+    /// state only once its secret matched.
+    async fn check_robot(
+        &self,
+        project: &str,
+        name: &str,
+        secret: &str,
+    ) -> Result<Result<Subject, &'static str>, AuthError> {
+        let Some(r) = self.access.robot(project, name).await? else {
+            return Ok(Err(WRONG_CREDENTIALS));
+        };
+        let given = hex::encode(sha2::Sha256::digest(secret.as_bytes()));
+        if !constant_time_eq(given.as_bytes(), r.secret_sha256.as_bytes()) {
+            return Ok(Err(WRONG_CREDENTIALS));
+        }
+        if r.disabled {
+            return Ok(Err("robot account is disabled"));
+        }
+        if r.expires_at.is_some_and(|e| e <= now()) {
+            return Ok(Err("robot account has expired"));
+        }
+        Ok(Ok(Subject::Robot {
+            project: r.project,
+            name: r.name,
+            grant: Grant::of(&r.permissions),
+            expires_at: r.expires_at,
+        }))
+    }
+
+    /// A user's password: the address's budget of password checks, then argon2 (an unknown
+    /// user is checked against a decoy hash: same time, same answer).
+    async fn check_user(
+        &self,
+        name: &str,
+        secret: &str,
+        client: &str,
+    ) -> Result<Result<Subject, &'static str>, AuthError> {
+        if let Err(wait) = self.limiter.take(client) {
+            return Err(AuthError::RateLimited {
+                retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
+            });
         }
         let user = self.access.user(name).await?;
         let phc = user
             .as_ref()
-            .map_or_else(|| password::decoy().to_owned(), |u| u.password_hash.clone());
-        let ok = self.verify(secret.to_owned(), phc).await;
+            .map_or_else(|| password::DECOY.to_owned(), |u| u.password_hash.clone());
+        let ok = self
+            .hashing
+            .verify(secret.to_owned(), phc, HASH_QUEUE_WAIT)
+            .await
+            .map_err(|password::Busy| AuthError::RateLimited { retry_after: 1 })?;
         Ok(match user {
-            Some(u) if ok => (
-                Some(Subject::User {
+            Some(u) if ok => {
+                // Right passwords do not count against the address: only guesses do.
+                self.limiter.refund(client);
+                Ok(Subject::User {
                     name: u.name,
                     admin: u.admin,
-                }),
-                "",
-            ),
-            _ => (None, WRONG),
+                })
+            }
+            _ => Err(WRONG_CREDENTIALS),
         })
     }
 
@@ -682,6 +802,7 @@ impl Auth {
             s => s.actor(),
         };
         let jti = hex::encode(token::random_bytes::<16>().map_err(|e| AuthError::Internal(e.to_string()))?);
+        let cv = self.current_credential(subject).await?;
         let claims = Claims {
             iss: token::SERVICE.into(),
             sub,
@@ -690,6 +811,7 @@ impl Auth {
             nbf: t.saturating_sub(1),
             iat: t,
             jti,
+            cv,
             access: access.clone(),
         };
         Ok((self.keys.sign(&claims), ttl, access))
@@ -716,12 +838,62 @@ impl Auth {
 
 use sha2::Digest as _;
 
+fn wrong_credentials(why: &str) -> AuthError {
+    AuthError::Unauthenticated {
+        challenge: "Basic realm=\"pier\"".into(),
+        message: why.to_owned(),
+    }
+}
+
+/// The addresses of `X-Forwarded-For`, or of `Forwarded` when there is no
+/// `X-Forwarded-For`, from the original client to the last proxy; `None` for an entry that
+/// is not an address. Ports and IPv6 brackets are dropped.
+fn forwarded_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+    fn addr(s: &str) -> Option<IpAddr> {
+        let s = s.trim().trim_matches('"');
+        if let Ok(ip) = s.parse() {
+            return Some(ip);
+        }
+        if let Some(rest) = s.strip_prefix('[') {
+            return rest.split_once(']')?.0.parse().ok();
+        }
+        // IPv4 with a port.
+        s.rsplit_once(':').and_then(|(h, _)| h.parse().ok())
+    }
+    let values = |name: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let xff = values("x-forwarded-for");
+    if !xff.is_empty() {
+        return xff.iter().map(|e| addr(e)).collect();
+    }
+    values("forwarded")
+        .iter()
+        .map(|element| {
+            element.split(';').find_map(|pair| {
+                let (k, v) = pair.split_once('=')?;
+                k.trim().eq_ignore_ascii_case("for").then(|| addr(v))
+            })?
+        })
+        .collect()
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// `base64(name:secret)` → (name, secret).
 fn parse_basic(b64: &str) -> Option<(String, String)> {
+    // Longer than any valid robot name and secret can be once encoded: not decoded at all.
+    if b64.len() > MAX_BASIC_B64 {
+        return None;
+    }
     let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
     let text = String::from_utf8(raw).ok()?;
     let (name, secret) = text.split_once(':')?;

@@ -1,36 +1,151 @@
 //! Password hashing (argon2id) and the short-lived memory of checked logins.
+//!
+//! Every hash runs in one of [`MAX_CONCURRENT_HASHES`] slots with working memory that is
+//! allocated once and reused. argon2 needs ~19 MiB per check; allocating and freeing that
+//! for each one let glibc keep gigabytes after a burst of failed logins (its mmap threshold
+//! rises after the first free), so the pool keeps a fixed set of buffers instead.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use argon2::Argon2;
-use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use sha2::Digest as _;
+use tokio::sync::Semaphore;
 
 use super::Subject;
-use crate::limits::{LOGIN_CACHE_MAX, LOGIN_CACHE_TTL};
+use crate::limits::{LOGIN_CACHE_MAX, LOGIN_CACHE_TTL, MAX_CONCURRENT_HASHES, MAX_HASH_MEMORY_BLOCKS};
 
-/// Hash a password into a PHC string (argon2id, default parameters, random salt).
-/// CPU- and memory-hard on purpose: call it off the async runtime.
-pub fn hash(password: &str) -> Result<String, String> {
-    Argon2::default()
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
+/// A PHC string of argon2id with the default parameters over a random password that was
+/// thrown away: verified for unknown users, so that a wrong user name takes as long as a
+/// wrong password. Fixed in the source so that no hash is computed at start.
+pub const DECOY: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$7S1z4m0q2oPiJ1yo3Vh0FA$bFj6cHFrqbVlW+e0c+aQpL0E0DNDpb8NvM0V0cWcJ0Y";
+
+/// Salt bytes of new hashes.
+const SALT_LEN: usize = 16;
+
+/// All hashes wait for a slot too long: the caller should retry later.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Busy;
+
+/// The argon2 slots and their reused working memory.
+pub struct Hashing {
+    slots: Semaphore,
+    memory: Mutex<Vec<Vec<Block>>>,
 }
 
-/// Whether `password` matches a PHC string. Also off the runtime.
-pub fn verify(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+impl Default for Hashing {
+    fn default() -> Self {
+        Hashing {
+            slots: Semaphore::new(MAX_CONCURRENT_HASHES),
+            memory: Mutex::new(Vec::new()),
+        }
+    }
 }
 
-/// A hash of nothing anyone knows, verified for unknown users so that a wrong user name
-/// takes as long as a wrong password.
-pub fn decoy() -> &'static str {
-    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DECOY.get_or_init(|| hash("decoy password for unknown users").expect("argon2 hashes"))
+impl Hashing {
+    /// Run `f` in a slot with a buffer of at least `blocks` blocks; `None` when no slot
+    /// frees up within `wait` (no limit when `wait` is `None`).
+    async fn run<T: Send + 'static>(
+        &self,
+        blocks: usize,
+        wait: Option<Duration>,
+        f: impl FnOnce(&mut [Block]) -> T + Send + 'static,
+    ) -> Result<T, Busy> {
+        let permit = match wait {
+            Some(d) => tokio::time::timeout(d, self.slots.acquire()).await.map_err(|_| Busy)?,
+            None => self.slots.acquire().await,
+        }
+        .map_err(|_| Busy)?;
+        let mut buf = self.memory.lock().expect("hash memory lock").pop().unwrap_or_default();
+        let (buf, out) = tokio::task::spawn_blocking(move || {
+            if buf.len() < blocks {
+                buf.resize(blocks, Block::default());
+            }
+            let out = f(&mut buf[..blocks]);
+            (buf, out)
+        })
+        .await
+        .map_err(|_| Busy)?;
+        self.memory.lock().expect("hash memory lock").push(buf);
+        drop(permit);
+        Ok(out)
+    }
+
+    /// Hash a password into a PHC string (argon2id, default parameters, random salt).
+    pub async fn hash(&self, password: String) -> Result<String, String> {
+        let mut salt = [0u8; SALT_LEN];
+        getrandom::fill(&mut salt).map_err(|e| e.to_string())?;
+        let params = Params::default();
+        let blocks = params.block_count();
+        self.run(blocks, None, move |memory| hash_with(&password, &salt, params, memory))
+            .await
+            .map_err(|_| "password hashing is unavailable".to_owned())?
+    }
+
+    /// Whether `password` matches a PHC string; `Err(Busy)` when no slot frees up within
+    /// `wait`. Hashes needing more memory than [`MAX_HASH_MEMORY_BLOCKS`] never match.
+    pub async fn verify(&self, password: String, phc: String, wait: Duration) -> Result<bool, Busy> {
+        let Some(blocks) = PasswordHash::new(&phc)
+            .ok()
+            .and_then(|h| Params::try_from(&h).ok())
+            .map(|p| p.block_count())
+        else {
+            return Ok(false);
+        };
+        if blocks > MAX_HASH_MEMORY_BLOCKS {
+            tracing::warn!(blocks, "a stored password hash needs more argon2 memory than allowed");
+            return Ok(false);
+        }
+        self.run(blocks, Some(wait), move |memory| verify_with(&password, &phc, memory))
+            .await
+    }
+}
+
+/// A PHC string for `password` with the given salt and parameters.
+fn hash_with(password: &str, salt: &[u8], params: Params, memory: &mut [Block]) -> Result<String, String> {
+    let out_len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let mut out = vec![0u8; out_len];
+    argon
+        .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, memory)
+        .map_err(|e| e.to_string())?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(|e| e.to_string())?,
+        salt: Some(Salt::new(salt).map_err(|e| e.to_string())?),
+        hash: Some(Output::new(&out).map_err(|e| e.to_string())?),
+    };
+    Ok(phc.to_string())
+}
+
+/// Recompute a PHC string's hash for `password` and compare in constant time.
+fn verify_with(password: &str, phc: &str, memory: &mut [Block]) -> bool {
+    let Ok(h) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&h.salt, &h.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(h.algorithm.as_str()) else {
+        return false;
+    };
+    let version = match h.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let Ok(params) = Params::try_from(&h) else {
+        return false;
+    };
+    let mut out = vec![0u8; expected.len()];
+    Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(password.as_bytes(), salt.as_ref(), &mut out, memory)
+        .is_ok()
+        && super::constant_time_eq(&out, expected.as_bytes())
 }
 
 /// Logins checked recently: SHA-256(name, secret) → who it was.
@@ -79,14 +194,67 @@ impl LoginCache {
 mod tests {
     use super::*;
 
-    #[test]
-    fn hashes_verify_and_are_salted() {
-        let a = hash("correct horse").unwrap();
-        let b = hash("correct horse").unwrap();
-        assert!(a.starts_with("$argon2id$"), "{a}");
+    const WAIT: Duration = Duration::from_secs(30);
+
+    #[tokio::test]
+    async fn hashes_verify_and_are_salted() {
+        let h = Hashing::default();
+        let a = h.hash("correct horse".into()).await.unwrap();
+        let b = h.hash("correct horse".into()).await.unwrap();
+        assert!(a.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{a}");
         assert_ne!(a, b);
-        assert!(verify("correct horse", &a));
-        assert!(!verify("wrong horse", &a));
-        assert!(!verify("x", "not a phc string"));
+        assert_eq!(h.verify("correct horse".into(), a.clone(), WAIT).await, Ok(true));
+        assert_eq!(h.verify("wrong horse".into(), a, WAIT).await, Ok(false));
+        assert_eq!(h.verify("x".into(), "not a phc string".into(), WAIT).await, Ok(false));
+    }
+
+    #[tokio::test]
+    async fn hashes_of_the_argon2_crate_verify_and_the_decoy_parses() {
+        use argon2::password_hash::PasswordHasher as _;
+        let theirs = Argon2::default().hash_password(b"s3cret-pass").unwrap().to_string();
+        let h = Hashing::default();
+        assert_eq!(h.verify("s3cret-pass".into(), theirs.clone(), WAIT).await, Ok(true));
+        assert_eq!(h.verify("other".into(), theirs, WAIT).await, Ok(false));
+        assert_eq!(h.verify("".into(), DECOY.into(), WAIT).await, Ok(false));
+        let p = Params::try_from(&PasswordHash::new(DECOY).unwrap()).unwrap();
+        assert_eq!(p.block_count(), Params::default().block_count());
+    }
+
+    /// Finding 5: the working memory of argon2 is a fixed pool, reused, never more
+    /// buffers than slots however many checks ran.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn finding_5_argon2_memory_is_a_bounded_reused_pool() {
+        let h = std::sync::Arc::new(Hashing::default());
+        let phc = h.hash("correct horse".into()).await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..(MAX_CONCURRENT_HASHES * 4) {
+            let (h, phc) = (h.clone(), phc.clone());
+            tasks.push(tokio::spawn(
+                async move { h.verify(format!("guess {i}"), phc, WAIT).await },
+            ));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), Ok(false));
+        }
+        let pool = h.memory.lock().unwrap();
+        assert!(
+            !pool.is_empty() && pool.len() <= MAX_CONCURRENT_HASHES,
+            "{} buffers",
+            pool.len()
+        );
+        assert!(pool.iter().all(|b| b.len() == Params::default().block_count()));
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_answers_busy() {
+        let h = Hashing::default();
+        let phc = h.hash("correct horse".into()).await.unwrap();
+        let _held: Vec<_> = (0..MAX_CONCURRENT_HASHES)
+            .map(|_| h.slots.try_acquire().unwrap())
+            .collect();
+        assert_eq!(
+            h.verify("correct horse".into(), phc, Duration::from_millis(50)).await,
+            Err(Busy)
+        );
     }
 }

@@ -82,6 +82,10 @@ pub struct Claims {
     pub iat: u64,
     /// Unique id.
     pub jti: String,
+    /// The account's credential version when the token was issued (absent for anonymous
+    /// tokens); a token whose version is no longer current is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cv: Option<String>,
     /// What it grants.
     pub access: Vec<Access>,
 }
@@ -206,6 +210,7 @@ mod tests {
             nbf: 0,
             iat: 0,
             jti: "x".into(),
+            cv: None,
             access: vec![],
         }
     }

@@ -21,14 +21,15 @@ use sha2::Digest as _;
 use super::{App, Result, client_addr, param, query};
 use crate::auth::{ADMIN_USER, Action, AuthError, Caller, Grant, ROBOT_GRANTABLE, Role, Subject, Via, now, token};
 use crate::error::ApiError;
-use crate::limits::{AUDIT_PAGE_DEFAULT, AUDIT_PAGE_MAX, AUDIT_SCAN_LIMIT, MAX_API_BODY, MAX_PAGE, MIN_PASSWORD_LEN};
+use crate::limits::{
+    AUDIT_PAGE_DEFAULT, AUDIT_PAGE_MAX, AUDIT_SCAN_LIMIT, MAX_API_BODY, MAX_PAGE, MAX_SECRET_BYTES, MAX_USER_NAME,
+    MIN_PASSWORD_LEN,
+};
 use crate::storage::{
     AuditAction, AuditEvent, AuditQuery, Outcome, ProjectRecord, ROBOT_PREFIX, RobotRecord, SetMember, UserRecord,
 };
 
 const OPENAPI: &str = include_str!("../auth/openapi.json");
-/// Longest user name.
-const MAX_USER_NAME: usize = 64;
 
 /// The management routes, relative to `/api/v1`.
 pub fn router() -> Router<App> {
@@ -166,13 +167,7 @@ fn check_project_name(name: &str) -> Result<()> {
 }
 
 fn check_user_name(name: &str) -> Result<()> {
-    let b = name.as_bytes();
-    let ok = !b.is_empty()
-        && b.len() <= MAX_USER_NAME
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-' | b'@'));
-    if ok {
+    if crate::auth::valid_user_name(name) {
         Ok(())
     } else {
         Err(AuthError::InvalidName(format!(
@@ -185,6 +180,10 @@ fn check_user_name(name: &str) -> Result<()> {
 fn check_password(p: &str) -> Result<()> {
     if p.chars().count() < MIN_PASSWORD_LEN {
         return Err(AuthError::BadRequest(format!("password: at least {MIN_PASSWORD_LEN} characters")).into());
+    }
+    // Logins refuse longer secrets unread, so such a password could never be used.
+    if p.len() > MAX_SECRET_BYTES {
+        return Err(AuthError::BadRequest(format!("password: at most {MAX_SECRET_BYTES} bytes")).into());
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::meta::MetaError;
 
 /// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuditAction {
     /// A manifest was read (GET; HEADs and blob reads are not logged).
@@ -49,10 +49,12 @@ pub enum AuditAction {
     UserDelete,
     /// A password was changed.
     PasswordChange,
+    /// The oldest events were dropped to keep the log under its size cap.
+    AuditPurged,
 }
 
 /// Who acted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActorKind {
     /// A user account.
@@ -64,7 +66,7 @@ pub enum ActorKind {
 }
 
 /// How it ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Done.
@@ -138,11 +140,20 @@ pub struct AuditPage {
     pub next: Option<u64>,
 }
 
+/// What [`AuditLog::purge_to_size`] dropped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Events.
+    pub events: usize,
+    /// Bytes of storage they took.
+    pub bytes: u64,
+}
+
 /// An append-only event log.
 ///
 /// Contract (checked by the conformance suite in `storage/tests.rs`): ids increase in append
-/// order; appended events are durable once `flush` returns; nothing but `purge_before`
-/// removes an event.
+/// order; appended events are durable once `flush` returns; nothing but `purge_before` and
+/// `purge_to_size` removes an event, and both remove the oldest first.
 #[async_trait]
 pub trait AuditLog: Send + Sync + 'static {
     /// Append events in order.
@@ -152,6 +163,9 @@ pub trait AuditLog: Send + Sync + 'static {
     async fn query(&self, q: &AuditQuery, scan_limit: usize) -> Result<AuditPage, MetaError>;
     /// Drop events older than `time` (retention). Returns how many.
     async fn purge_before(&self, time: u64) -> Result<usize, MetaError>;
+    /// Drop the oldest events until the log takes at most about `max_bytes` of storage
+    /// (a backend may drop in whole units, and keeps the unit being written).
+    async fn purge_to_size(&self, max_bytes: u64) -> Result<Purged, MetaError>;
     /// Make appended events durable.
     async fn flush(&self) -> Result<(), MetaError>;
 }

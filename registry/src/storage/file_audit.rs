@@ -8,17 +8,21 @@
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::audit::{AuditEvent, AuditLog, AuditPage, AuditQuery};
+use super::audit::{AuditEvent, AuditLog, AuditPage, AuditQuery, Purged};
 use super::meta::MetaError;
 
-/// A segment is closed once it holds this many bytes.
+/// A segment is closed once it holds this many bytes (by default).
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// The smallest segment size: a size cap drops whole segments, so a small cap needs small
+/// segments, but not so small that the directory fills with files.
+pub const MIN_SEGMENT_BYTES: u64 = 64 * 1024;
 const DAY: u64 = 86_400;
 const SUFFIX: &str = ".jsonl";
 
@@ -37,6 +41,7 @@ struct Open {
 
 struct State {
     dir: PathBuf,
+    segment_bytes: u64,
     next_id: u64,
     current: Option<Open>,
 }
@@ -81,7 +86,21 @@ fn lines(path: &Path) -> io::Result<impl Iterator<Item = Line>> {
 impl FileAuditLog {
     /// Open (creating) the log in `dir`. A last line cut short by a crash is dropped.
     pub fn open(dir: &Path) -> Result<FileAuditLog, MetaError> {
-        std::fs::create_dir_all(dir).map_err(io_err)?;
+        FileAuditLog::open_with_segments(dir, SEGMENT_BYTES)
+    }
+
+    /// The segment size that suits a size cap of `max_bytes` (0: none): about an eighth of
+    /// it, so the cap drops little at a time.
+    pub fn segment_bytes_for(max_bytes: u64) -> u64 {
+        match max_bytes {
+            0 => SEGMENT_BYTES,
+            m => (m / 8).clamp(MIN_SEGMENT_BYTES, SEGMENT_BYTES),
+        }
+    }
+
+    /// [`FileAuditLog::open`] with segments closed at `segment_bytes`.
+    pub fn open_with_segments(dir: &Path, segment_bytes: u64) -> Result<FileAuditLog, MetaError> {
+        super::private_dir(dir).map_err(io_err)?;
         let mut next_id = 0;
         if let Some((_, last)) = segments(dir).map_err(io_err)?.pop() {
             let mut f = OpenOptions::new().read(true).write(true).open(&last).map_err(io_err)?;
@@ -109,6 +128,7 @@ impl FileAuditLog {
         Ok(FileAuditLog {
             state: Arc::new(Mutex::new(State {
                 dir: dir.to_path_buf(),
+                segment_bytes: segment_bytes.max(MIN_SEGMENT_BYTES),
                 next_id,
                 current: None,
             })),
@@ -133,7 +153,7 @@ impl State {
         if self
             .current
             .as_ref()
-            .is_some_and(|c| c.bytes >= SEGMENT_BYTES || c.day != day)
+            .is_some_and(|c| c.bytes >= self.segment_bytes || c.day != day)
             && let Some(mut c) = self.current.take()
         {
             c.file.flush()?;
@@ -144,13 +164,13 @@ impl State {
             let reuse = segments(&self.dir)?.pop().and_then(|(_, p)| {
                 let len = std::fs::metadata(&p).ok()?.len();
                 let last_day = lines(&p).ok()?.last().map(|l| l.event.time / DAY)?;
-                (len < SEGMENT_BYTES && last_day == day).then_some((p, len))
+                (len < self.segment_bytes && last_day == day).then_some((p, len))
             });
             let (path, bytes) = match reuse {
                 Some(x) => x,
                 None => (self.dir.join(format!("{:020}{SUFFIX}", self.next_id)), 0),
             };
-            let mut file = OpenOptions::new().create(true).append(true).open(&path)?;
+            let mut file = OpenOptions::new().create(true).append(true).mode(0o600).open(&path)?;
             file.seek(SeekFrom::End(0))?;
             if bytes == 0 {
                 // A new file must survive a crash to be found again.
@@ -245,6 +265,30 @@ impl AuditLog for FileAuditLog {
                     break;
                 }
                 purged += lines(path)?.count();
+                std::fs::remove_file(path)?;
+            }
+            Ok(purged)
+        })
+        .await
+    }
+
+    async fn purge_to_size(&self, max_bytes: u64) -> Result<Purged, MetaError> {
+        self.run(move |s| {
+            let segs = segments(&s.dir)?;
+            let mut sizes = Vec::with_capacity(segs.len());
+            for (_, path) in &segs {
+                sizes.push(std::fs::metadata(path)?.len());
+            }
+            let mut total: u64 = sizes.iter().sum();
+            let mut purged = Purged::default();
+            // Never the newest segment: it is (or becomes) the one being written.
+            for ((_, path), size) in segs.iter().zip(&sizes).take(segs.len().saturating_sub(1)) {
+                if total <= max_bytes {
+                    break;
+                }
+                purged.events += lines(path)?.count();
+                purged.bytes += size;
+                total -= size;
                 std::fs::remove_file(path)?;
             }
             Ok(purged)

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -37,8 +38,8 @@ impl FsBlobStore {
     /// Open (creating if needed) a store rooted at `root`.
     pub fn open(root: impl Into<PathBuf>) -> io::Result<FsBlobStore> {
         let root = root.into();
-        fs::create_dir_all(root.join("blobs"))?;
-        fs::create_dir_all(root.join("uploads"))?;
+        super::private_dir(&root.join("blobs"))?;
+        super::private_dir(&root.join("uploads"))?;
         Ok(FsBlobStore {
             root,
             sessions: Mutex::new(HashMap::new()),
@@ -96,7 +97,11 @@ fn create_dirs_durably(dir: &Path) -> io::Result<()> {
     if let Some(parent) = dir.parent() {
         create_dirs_durably(parent)?;
     }
-    match fs::create_dir(dir) {
+    let made = {
+        use std::os::unix::fs::DirBuilderExt as _;
+        fs::DirBuilder::new().mode(0o700).create(dir)
+    };
+    match made {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
         Err(e) => return Err(e),
@@ -273,7 +278,14 @@ impl BlobStore for FsBlobStore {
         let id = UploadId::new();
         let path = self.upload_path(id);
         blocking(move || {
-            File::create_new(&path).map_err(BlobError::from_io)?;
+            // Private: once committed, this file is the blob, and blobs of private projects
+            // are for no other local user.
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(BlobError::from_io)?;
             // The session must outlive a crash: make its directory entry durable.
             sync_dir(path.parent().expect("uploads dir")).map_err(BlobError::from_io)?;
             Ok(())

@@ -21,7 +21,7 @@ mod sled_run;
 mod tests;
 
 pub use access::{AccessStore, ProjectRecord, ROBOT_PREFIX, RobotRecord, SetMember, UserRecord, robot_account};
-pub use audit::{ActorKind, AuditAction, AuditEvent, AuditLog, AuditPage, AuditQuery, Outcome};
+pub use audit::{ActorKind, AuditAction, AuditEvent, AuditLog, AuditPage, AuditQuery, Outcome, Purged};
 pub use blob::{BlobError, BlobStore, ByteStream, UploadId};
 pub use cached_access::CachedAccess;
 pub use file_audit::FileAuditLog;
@@ -29,3 +29,11 @@ pub use fs::FsBlobStore;
 pub use meta::{ManifestRecord, MetaError, MetaStore, Referrer, UploadRecord};
 pub use sled_access::SledAccessStore;
 pub use sled_meta::SledMetaStore;
+
+/// Create `dir` (and missing parents) readable by its owner only; an existing one is left
+/// as it is. What pier stores — password and secret hashes, audit records, private
+/// images — is for no other local user.
+pub fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
