@@ -4,6 +4,10 @@ use std::time::Duration;
 
 /// Largest manifest accepted (distribution's and Harbor's cap): bigger ones answer 413.
 pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+/// Most of a refused manifest body read (and discarded) before the 413 goes out: a few
+/// times the limit covers clients that overshoot it, without reading whatever a hostile
+/// client announces.
+pub const MAX_MANIFEST_DRAIN: usize = 4 * MAX_MANIFEST_BYTES;
 /// Largest page of tags or repositories one request returns, whatever `n` asks for.
 pub const MAX_PAGE: usize = 10_000;
 /// Chunk size for streaming blobs out of the filesystem: large chunks keep syscalls and

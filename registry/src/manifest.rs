@@ -105,7 +105,7 @@ pub fn parse(content_type: &str, bytes: &[u8]) -> Result<ManifestInfo, ManifestE
             .manifests
             .ok_or_else(|| invalid("an index needs a manifests list".into()))?;
         descriptors(&manifests, "manifest")?;
-        info.children = manifests.into_iter().map(|d| d.digest).collect();
+        info.children = distinct(manifests.into_iter().map(|d| d.digest));
     } else {
         let config = raw
             .config
@@ -119,15 +119,20 @@ pub fn parse(content_type: &str, bytes: &[u8]) -> Result<ManifestInfo, ManifestE
             // Image spec: without artifactType, the config's media type names the artifact.
             info.artifact_type = Some(config.media_type.clone());
         }
-        info.blobs.push(config.digest);
-        info.blobs.extend(
-            layers
-                .into_iter()
-                .filter(|l| !non_distributable(&l.media_type))
-                .map(|l| l.digest),
-        );
+        let layers = layers
+            .into_iter()
+            .filter(|l| !non_distributable(&l.media_type))
+            .map(|l| l.digest);
+        info.blobs = distinct(std::iter::once(config.digest).chain(layers));
     }
     Ok(info)
+}
+
+/// Each digest once, in first-seen order: what a manifest references is a set, and one
+/// listing the same layer 37 000 times must cost one existence check, not 37 000.
+fn distinct(digests: impl Iterator<Item = Digest>) -> Vec<Digest> {
+    let mut seen = std::collections::HashSet::new();
+    digests.filter(|d| seen.insert(d.clone())).collect()
 }
 
 #[cfg(test)]
@@ -154,6 +159,38 @@ mod tests {
         assert_eq!(i.blobs.len(), 2);
         assert_eq!(i.subject.unwrap().to_string(), d('c'));
         assert_eq!(i.artifact_type.as_deref(), Some("application/x"));
+    }
+
+    #[test]
+    fn finding_13_each_distinct_digest_is_listed_once() {
+        let layer = format!(
+            r#"{{"mediaType":"{}","digest":"{}","size":3}}"#,
+            media::OCI_LAYER_GZIP,
+            d('b')
+        );
+        let other = format!(
+            r#"{{"mediaType":"{}","digest":"{}","size":3}}"#,
+            media::OCI_LAYER_GZIP,
+            d('c')
+        );
+        let mut layers = vec![layer; 37_000];
+        layers.insert(1, other);
+        let body = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"application/x","digest":"{}","size":2}},"layers":[{}]}}"#,
+            media::OCI_MANIFEST,
+            d('a'),
+            layers.join(",")
+        );
+        let i = parse(media::OCI_MANIFEST, body.as_bytes()).unwrap();
+        let listed: Vec<String> = i.blobs.iter().map(ToString::to_string).collect();
+        assert_eq!(listed, [d('a'), d('b'), d('c')]);
+        let child = format!(
+            r#"{{"mediaType":"{}","digest":"{}","size":3}}"#,
+            media::OCI_MANIFEST,
+            d('e')
+        );
+        let index = format!(r#"{{"schemaVersion":2,"manifests":[{}]}}"#, vec![child; 1000].join(","));
+        assert_eq!(parse(media::OCI_INDEX, index.as_bytes()).unwrap().children.len(), 1);
     }
 
     #[test]

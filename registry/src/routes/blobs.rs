@@ -17,27 +17,59 @@ pub(super) async fn existing(app: &App, name: &RepoName, digest: &Digest) -> Res
     Ok(app.blobs.stat(digest).await?)
 }
 
-/// `Range: bytes=a-b` (or `a-`, `-n`) → half-open range within `size`. `None` for an
-/// absent or multi-range header (answered with the whole blob, which RFC 9110 allows).
-fn parse_range(value: &str, size: u64) -> std::result::Result<Option<std::ops::Range<u64>>, ()> {
-    let Some(spec) = value.trim().strip_prefix("bytes=") else {
-        return Err(());
-    };
-    if spec.contains(',') {
-        return Ok(None);
+/// What a `Range` header asks of a blob of `size` bytes (RFC 9110 §14.1.2, §14.2).
+#[derive(Debug, PartialEq)]
+enum RangeAsk {
+    /// Serve the whole blob: no header, another unit, several ranges (which RFC 9110 lets a
+    /// server answer whole), or a header that is not a valid byte range (to be ignored).
+    Whole,
+    /// Serve this part (end exclusive).
+    Part(std::ops::Range<u64>),
+    /// A valid range that lies outside the blob: 416.
+    Unsatisfiable,
+}
+
+/// A position of a byte range: ASCII digits only (no sign, no spaces); a number too large
+/// for u64 is clamped, as RFC 9110 asks of a last-pos beyond the representation.
+fn position(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
     }
-    let (a, b) = spec.split_once('-').ok_or(())?;
-    let num = |s: &str| s.trim().parse::<u64>().map_err(|_| ());
-    let range = match (a.trim().is_empty(), b.trim().is_empty()) {
-        (false, true) => num(a)?..size,
-        (false, false) => num(a)?..num(b)?.saturating_add(1).min(size),
-        (true, false) => size.saturating_sub(num(b)?)..size,
-        (true, true) => return Err(()),
+    Some(s.parse::<u64>().unwrap_or(u64::MAX))
+}
+
+fn parse_range(value: &str, size: u64) -> RangeAsk {
+    let Some((unit, set)) = value.trim().split_once('=') else {
+        return RangeAsk::Whole;
     };
-    if range.start >= size || range.start >= range.end {
-        return Err(());
+    if !unit.trim().eq_ignore_ascii_case("bytes") || set.contains(',') {
+        return RangeAsk::Whole;
     }
-    Ok(Some(range))
+    let Some((first, last)) = set.trim().split_once('-') else {
+        return RangeAsk::Whole;
+    };
+    let range = match (first.is_empty(), last.is_empty()) {
+        // `-n`: the last n bytes (all of them when n is larger).
+        (true, false) => match position(last) {
+            Some(0) => return RangeAsk::Unsatisfiable,
+            Some(n) => size.saturating_sub(n)..size,
+            None => return RangeAsk::Whole,
+        },
+        (false, true) => match position(first) {
+            Some(a) => a..size,
+            None => return RangeAsk::Whole,
+        },
+        (false, false) => match (position(first), position(last)) {
+            // `a-b` with b < a is not a valid range: ignored, not refused.
+            (Some(a), Some(b)) if b >= a => a..b.saturating_add(1).min(size),
+            _ => return RangeAsk::Whole,
+        },
+        (true, true) => return RangeAsk::Whole,
+    };
+    if range.start >= size {
+        return RangeAsk::Unsatisfiable;
+    }
+    RangeAsk::Part(range)
 }
 
 pub(super) async fn get(app: &App, name: &RepoName, digest: &str, headers: &HeaderMap, head: bool) -> Result {
@@ -45,11 +77,14 @@ pub(super) async fn get(app: &App, name: &RepoName, digest: &str, headers: &Head
     let size = existing(app, name, &digest)
         .await?
         .ok_or_else(|| ApiError::code(ErrorCode::BlobUnknown))?;
-    let range = match header_str(headers, header::RANGE) {
-        Some(v) => parse_range(v, size).map_err(|()| {
-            ApiError::code(ErrorCode::RangeInvalid).header(header::CONTENT_RANGE, format!("bytes */{size}"))
-        })?,
-        None => None,
+    let range = match header_str(headers, header::RANGE).map(|v| parse_range(v, size)) {
+        None | Some(RangeAsk::Whole) => None,
+        Some(RangeAsk::Part(r)) => Some(r),
+        Some(RangeAsk::Unsatisfiable) => {
+            return Err(
+                ApiError::code(ErrorCode::RangeInvalid).header(header::CONTENT_RANGE, format!("bytes */{size}"))
+            );
+        }
     };
     let (status, len) = match &range {
         Some(r) => (StatusCode::PARTIAL_CONTENT, r.end - r.start),
@@ -93,18 +128,35 @@ pub(super) async fn delete(app: &App, name: &RepoName, digest: &str) -> Result {
 
 #[cfg(test)]
 mod tests {
+    use super::RangeAsk::{Part, Unsatisfiable, Whole};
     use super::parse_range;
 
     #[test]
     fn ranges() {
-        assert_eq!(parse_range("bytes=0-9", 100), Ok(Some(0..10)));
-        assert_eq!(parse_range("bytes=90-", 100), Ok(Some(90..100)));
-        assert_eq!(parse_range("bytes=-10", 100), Ok(Some(90..100)));
-        assert_eq!(parse_range("bytes=90-1000", 100), Ok(Some(90..100)));
-        assert_eq!(parse_range("bytes=0-1,5-6", 100), Ok(None));
-        assert!(parse_range("bytes=100-", 100).is_err());
-        assert!(parse_range("bytes=500-0", 1000).is_err());
-        assert!(parse_range("items=0-1", 100).is_err());
-        assert!(parse_range("bytes=x-1", 100).is_err());
+        assert_eq!(parse_range("bytes=0-9", 100), Part(0..10));
+        assert_eq!(parse_range("bytes=90-", 100), Part(90..100));
+        assert_eq!(parse_range("bytes=-10", 100), Part(90..100));
+        assert_eq!(parse_range("bytes=90-1000", 100), Part(90..100));
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), Whole);
+        assert_eq!(parse_range("bytes=100-", 100), Unsatisfiable);
+        assert_eq!(parse_range("bytes=-0", 100), Unsatisfiable);
+        assert_eq!(parse_range("bytes=x-1", 100), Whole);
+    }
+
+    /// Finding 14: RFC 9110's rules for large, reversed, signed and foreign ranges.
+    #[test]
+    fn finding_14_ranges_follow_rfc_9110() {
+        // Positions beyond u64 are clamped: the whole blob as a 206.
+        assert_eq!(parse_range("bytes=0-99999999999999999999", 100), Part(0..100));
+        assert_eq!(parse_range("bytes=-99999999999999999999", 100), Part(0..100));
+        assert_eq!(parse_range("bytes=99999999999999999999-", 100), Unsatisfiable);
+        // Invalid ranges and unknown units are ignored: the whole blob as a 200.
+        assert_eq!(parse_range("bytes=5-2", 100), Whole);
+        assert_eq!(parse_range("bytes=500-0", 1000), Whole);
+        assert_eq!(parse_range("items=0-1", 100), Whole);
+        assert_eq!(parse_range("bytes=+1-2", 100), Whole);
+        assert_eq!(parse_range("bytes=1-+2", 100), Whole);
+        assert_eq!(parse_range("bytes=-+2", 100), Whole);
+        assert_eq!(parse_range("Bytes=1-2", 100), Part(1..3));
     }
 }

@@ -3,12 +3,13 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::IntoResponse;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt as _;
 use pier_oci::{Digest, ErrorCode, Reference, RepoName, Tag};
 
-use super::{App, Result, blobs, header_str, query};
+use super::{App, Result, blobs, body_stream, drain, header_str, query};
 use crate::error::ApiError;
-use crate::limits::MAX_MANIFEST_BYTES;
+use crate::limits::{MAX_MANIFEST_BYTES, MAX_MANIFEST_DRAIN};
 use crate::manifest;
 use crate::storage::ManifestRecord;
 
@@ -44,25 +45,35 @@ pub(super) async fn get(app: &App, name: &RepoName, reference: &str, head: bool)
     Ok((h, Body::from(record.bytes)).into_response())
 }
 
-/// The body of a manifest PUT, refusing more than the limit before reading it all.
+/// The body of a manifest PUT, refusing more than the limit. A refused body is drained
+/// (bounded) before the 413 goes out, so the client reads the answer instead of a broken
+/// pipe; one that announces more than [`MAX_MANIFEST_DRAIN`] is not read at all.
 async fn read_limited(headers: &HeaderMap, body: Body) -> Result<Bytes> {
     let too_big = || {
         ApiError::code(ErrorCode::ManifestInvalid)
             .status(StatusCode::PAYLOAD_TOO_LARGE)
             .message(format!("manifest exceeds the {MAX_MANIFEST_BYTES} byte limit"))
     };
-    if header_str(headers, header::CONTENT_LENGTH)
-        .and_then(|l| l.parse::<u64>().ok())
-        .is_some_and(|l| l > MAX_MANIFEST_BYTES as u64)
-    {
+    let mut body = body_stream(body);
+    let announced = header_str(headers, header::CONTENT_LENGTH).and_then(|l| l.parse::<u64>().ok());
+    if let Some(len) = announced.filter(|l| *l > MAX_MANIFEST_BYTES as u64) {
+        if len <= MAX_MANIFEST_DRAIN as u64 {
+            drain(body, MAX_MANIFEST_DRAIN).await;
+        }
         return Err(too_big());
     }
-    let limited = http_body_util::Limited::new(body, MAX_MANIFEST_BYTES);
-    match http_body_util::BodyExt::collect(limited).await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_big()),
-        Err(e) => Err(ApiError::code(ErrorCode::ManifestInvalid).message(format!("reading the manifest failed: {e}"))),
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::code(ErrorCode::ManifestInvalid).message(format!("reading the manifest failed: {e}"))
+        })?;
+        if buf.len() + chunk.len() > MAX_MANIFEST_BYTES {
+            drain(body, MAX_MANIFEST_DRAIN).await;
+            return Err(too_big());
+        }
+        buf.extend_from_slice(&chunk);
     }
+    Ok(buf.freeze())
 }
 
 pub(super) async fn put(

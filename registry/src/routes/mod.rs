@@ -186,6 +186,11 @@ pub async fn dispatch(State(app): State<App>, req: Request) -> Response {
         {
             record(&app, &caller, action, Outcome::Denied, name, &route, None).await;
         }
+        if matches!(route, Route::Manifest(..)) && m == Method::PUT {
+            // A refused manifest (a client that sends before it has a token) is small:
+            // reading it lets the client see the 401 instead of a broken pipe.
+            drain(body_stream(body), crate::limits::MAX_MANIFEST_BYTES).await;
+        }
         return e.into_response();
     }
     let (uri, headers) = (&parts.uri, &parts.headers);
@@ -259,6 +264,23 @@ fn base() -> Response {
 /// empty session and clients expect it, though the range is inclusive.
 pub fn upload_range(size: u64) -> String {
     format!("0-{}", size.saturating_sub(1))
+}
+
+/// Read and discard up to `limit` bytes of a body the server will not use, for at most
+/// [`DRAIN_TIMEOUT`](crate::limits::DRAIN_TIMEOUT): the client is most likely still
+/// sending, and a connection closed with its request body unread makes the client's next
+/// write fail before it has read the answer.
+pub(crate) async fn drain(mut body: ByteStream, limit: usize) {
+    use futures_util::StreamExt as _;
+    let mut left = limit;
+    let _ = tokio::time::timeout(crate::limits::DRAIN_TIMEOUT, async {
+        while left > 0
+            && let Some(Ok(chunk)) = body.next().await
+        {
+            left = left.saturating_sub(chunk.len());
+        }
+    })
+    .await;
 }
 
 /// A request body as a byte stream for the blob store.

@@ -4,13 +4,12 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt;
 use pier_oci::{Digest, ErrorCode, RepoName};
 
 use super::{App, Result, blobs, body_stream, header_str, param, query, upload_range};
 use crate::auth::{Action, Caller};
 use crate::error::ApiError;
-use crate::limits::{DRAIN_LIMIT, DRAIN_TIMEOUT};
+use crate::limits::DRAIN_LIMIT;
 use crate::storage::{BlobError, ByteStream, UploadId, UploadRecord};
 
 fn upload_location(name: &RepoName, id: UploadId) -> String {
@@ -87,15 +86,28 @@ fn digest_param(q: &[(String, String)]) -> Result<Option<Digest>> {
     }
 }
 
-/// `Content-Range: <start>-<end>` of a chunk (inclusive; some clients prefix `bytes `).
+/// The `Content-Range` of a chunk: the OCI form `<start>-<end>` (inclusive) or RFC 9110's
+/// `bytes <start>-<end>/<complete length or *>`, which some clients send.
 fn chunk_start(headers: &HeaderMap) -> Result<Option<u64>> {
     let Some(v) = header_str(headers, header::CONTENT_RANGE) else {
         return Ok(None);
     };
-    let v = v.trim().trim_start_matches("bytes").trim_start_matches('=').trim();
+    let v = v.trim();
     let bad = || ApiError::code(ErrorCode::RangeInvalid).message(format!("malformed Content-Range {v:?}"));
-    let (a, b) = v.split_once('-').ok_or_else(bad)?;
-    let (a, b): (u64, u64) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+    let range = match v.strip_prefix("bytes") {
+        Some(rest) => rest.trim_start_matches([' ', '=']),
+        None => v,
+    };
+    // The complete length, if given, is not needed: the digest at the end checks the blob.
+    let range = range.split_once('/').map_or(range, |(r, _)| r);
+    let digits = |s: &str| -> Result<u64> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        s.parse().map_err(|_| bad())
+    };
+    let (a, b) = range.split_once('-').ok_or_else(bad)?;
+    let (a, b) = (digits(a)?, digits(b)?);
     if b < a {
         return Err(bad());
     }
@@ -103,7 +115,7 @@ fn chunk_start(headers: &HeaderMap) -> Result<Option<u64>> {
         && len != b - a + 1
     {
         return Err(ApiError::code(ErrorCode::SizeInvalid)
-            .message(format!("Content-Range {v} does not match Content-Length {len}")));
+            .message(format!("Content-Range {v:?} does not match Content-Length {len}")));
     }
     Ok(Some(a))
 }
@@ -174,17 +186,8 @@ async fn drained(result: Result, body: ByteStream) -> Result {
     result
 }
 
-async fn drain(mut body: ByteStream) {
-    let mut left = DRAIN_LIMIT;
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
-        while let Some(Ok(chunk)) = body.next().await {
-            left = left.saturating_sub(chunk.len());
-            if left == 0 {
-                break;
-            }
-        }
-    })
-    .await;
+async fn drain(body: ByteStream) {
+    super::drain(body, DRAIN_LIMIT).await;
 }
 
 pub(super) async fn patch(app: &App, name: &RepoName, id: &str, headers: &HeaderMap, body: Body) -> Result {
