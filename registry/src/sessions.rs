@@ -115,3 +115,42 @@ pub(crate) fn spawn_sweeper(blobs: &Arc<dyn BlobStore>, meta: &Arc<dyn MetaStore
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{FsBlobStore, SledMetaStore, UploadRecord};
+
+    /// Both halves of a session expire, and so do halves left without the other (a crash
+    /// between the two stores); nothing younger than the TTL goes.
+    #[tokio::test]
+    async fn sweep_drops_expired_sessions_and_orphans_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = FsBlobStore::open(dir.path()).unwrap();
+        let meta = SledMetaStore::open(&dir.path().join("meta")).unwrap();
+        let now = SystemTime::now();
+        let started = now.duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let record = UploadRecord {
+            repo: "p/app".into(),
+            started,
+        };
+        let whole = blobs.create_upload().await.unwrap();
+        meta.create_upload(whole, &record).await.unwrap();
+        let orphan_file = blobs.create_upload().await.unwrap();
+        let orphan_record = UploadId::new();
+        meta.create_upload(orphan_record, &record).await.unwrap();
+
+        let ttl = Duration::from_secs(60);
+        assert_eq!(sweep(&blobs, &meta, ttl, now).await.unwrap(), 0, "all fresh");
+        assert_eq!(blobs.list_uploads().await.unwrap().len(), 2);
+
+        let later = now + 2 * ttl;
+        assert_eq!(sweep(&blobs, &meta, ttl, later).await.unwrap(), 3);
+        assert!(blobs.list_uploads().await.unwrap().is_empty());
+        assert!(meta.list_uploads().await.unwrap().is_empty());
+        assert!(matches!(
+            blobs.upload_size(orphan_file).await,
+            Err(BlobError::UploadUnknown)
+        ));
+    }
+}
