@@ -2,11 +2,11 @@
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use pier_oci::{ErrorCode, NameError, OciError};
+use pier_oci::{Digest, ErrorCode, NameError, OciError};
 
 use crate::auth::AuthError;
 use crate::manifest::ManifestError;
-use crate::storage::{BlobError, MetaError};
+use crate::storage::{BlobError, Deletion, MetaError};
 
 /// The cause of a 5xx, attached to the response so the request log prints it (responses
 /// never log by themselves).
@@ -90,6 +90,41 @@ impl From<BlobError> for ApiError {
             BlobError::NoSpace => ApiError::internal(ErrorCode::InsufficientStorage, e.to_string()),
             BlobError::Io(_) => ApiError::internal(ErrorCode::Unknown, e.to_string()),
         }
+    }
+}
+
+/// What a delete was asked to remove, for its answer.
+#[derive(Clone, Copy)]
+pub(crate) enum DeleteTarget<'a> {
+    /// `DELETE /v2/<name>/manifests/<digest>`.
+    Manifest(&'a Digest),
+    /// `DELETE /v2/<name>/blobs/<digest>`.
+    Blob(&'a Digest),
+}
+
+/// A delete's outcome as the protocol answers it: done, unknown, or `409 CONFLICT` naming
+/// what still references the target, so the client knows which tag (or parent) to delete
+/// first. The spec lists no code for this; `DENIED` (403) would say the caller lacks a
+/// permission, which is not the case, while `CONFLICT` says the repository's state is in
+/// the way.
+pub(crate) fn deletion(outcome: Deletion, target: DeleteTarget<'_>) -> Result<(), ApiError> {
+    let (what, digest, unknown, parent) = match target {
+        DeleteTarget::Manifest(d) => ("manifest", d, ErrorCode::ManifestUnknown, "index"),
+        DeleteTarget::Blob(d) => ("blob", d, ErrorCode::BlobUnknown, "manifest"),
+    };
+    match outcome {
+        Deletion::Deleted => Ok(()),
+        Deletion::NotFound => Err(ApiError::code(unknown)),
+        Deletion::Referenced { by, tag } => Err(ApiError::code(ErrorCode::Conflict)
+            .message(format!(
+                "{what} {digest} is referenced by {parent} {by} (reachable from tag {tag}); \
+                 delete the tag or the {parent} first"
+            ))
+            .detail(serde_json::json!({
+                "digest": digest.to_string(),
+                "referencedBy": by.to_string(),
+                "tag": tag,
+            }))),
     }
 }
 

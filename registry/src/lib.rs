@@ -20,6 +20,7 @@ pub mod limits;
 mod log;
 mod manifest;
 mod routes;
+mod sessions;
 pub mod storage;
 
 use std::future::Future;
@@ -98,7 +99,9 @@ impl Default for ConnectionLimits {
 pub struct RegistryConfig {
     /// Access control and the audit log.
     pub auth: AuthConfig,
-    /// An upload session untouched for this long is dropped with its bytes.
+    /// An upload session untouched for this long (no chunk received) is dropped with its
+    /// bytes, by a sweep every `upload_sweep_every`; its URL then answers
+    /// `BLOB_UPLOAD_UNKNOWN`.
     pub upload_ttl: Duration,
     /// How often expired upload sessions are swept.
     pub upload_sweep_every: Duration,
@@ -173,6 +176,12 @@ impl Registry {
                 source,
             })?;
         let mut registry = Registry::with_stores(Arc::new(blobs), Arc::new(meta), Arc::new(auth));
+        sessions::spawn_sweeper(
+            &registry.app.blobs,
+            &registry.app.meta,
+            config.upload_ttl,
+            config.upload_sweep_every,
+        );
         registry.config = Arc::new(config);
         Ok(registry)
     }

@@ -22,6 +22,9 @@ pub const WRITE_BATCH: usize = 1024 * 1024;
 /// An upload asks the kernel to start writing back every this many bytes, so the fsync
 /// before commit does not stall on gigabytes of dirty pages at once.
 pub const WRITEBACK_EVERY: u64 = 64 * 1024 * 1024;
+/// Writer locks of the metadata store, striped by repository name: writes to different
+/// repositories rarely share one, and the table stays a few KiB.
+pub const META_WRITE_STRIPES: usize = 64;
 /// sled page-cache budget. Manifests are small; the cache only needs the hot set.
 pub const META_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 /// How long a graceful shutdown waits for in-flight requests before giving up on them.
@@ -113,7 +116,8 @@ pub const MAX_CONNECTIONS: usize = 1024;
 /// Default lifetime of an untouched upload session (distribution keeps them a week; a day
 /// is plenty for a resumed push and bounds what abandoned sessions hold).
 pub const DEFAULT_UPLOAD_TTL: Duration = Duration::from_secs(24 * 3600);
-/// How often expired upload sessions are swept.
+/// How often expired upload sessions are swept. A session is thus dropped between its TTL
+/// and its TTL plus this interval after its last activity.
 pub const UPLOAD_SWEEP_EVERY: Duration = Duration::from_secs(600);
 /// Longest text kept in one field of an audit event; longer values are cut (and marked),
 /// so no request can make one event large.
@@ -132,3 +136,5 @@ pub const AUDIT_SIZE_CHECK_EVERY: Duration = Duration::from_secs(1);
 pub const AUDIT_AGGREGATE_MAX: usize = 4096;
 /// Default cap on the audit log's size on disk; the oldest segments go first.
 pub const DEFAULT_AUDIT_MAX_BYTES: u64 = 1024 * 1024 * 1024;
+/// Shortest sweep interval honoured, so a zero in the configuration cannot spin.
+pub const UPLOAD_SWEEP_MIN: Duration = Duration::from_millis(10);

@@ -422,8 +422,8 @@ async fn project_repos(app: &App, project: &str) -> Result<Vec<RepoName>> {
 }
 
 /// Delete a project that holds no manifests. Its repositories' leftovers (blob links of
-/// repositories whose manifests were all deleted) go with it, so a project created later
-/// under the same name starts empty.
+/// repositories whose manifests were all deleted, upload sessions) go with it, so a
+/// project created later under the same name starts empty.
 async fn delete_project(State(app): State<App>, caller: Caller, Path(project): Path<String>) -> Result {
     project_for(&app, &caller, &project, Action::DeleteProject).await?;
     let repos = project_repos(&app, &project).await?;
@@ -449,6 +449,8 @@ async fn delete_project(State(app): State<App>, caller: Caller, Path(project): P
     if !app.auth.access().delete_project(&project).await? {
         return Err(AuthError::NotFound(format!("project {project} does not exist")).into());
     }
+    // After the project is gone no new session can open in it, so none survives this.
+    crate::sessions::drop_project_sessions(&*app.blobs, &*app.meta, &project).await?;
     app.auth.credentials_changed();
     record_event(&app, &caller, AuditAction::ProjectDelete, Some(&project), None).await;
     no_content()

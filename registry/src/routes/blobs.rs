@@ -6,7 +6,7 @@ use axum::response::IntoResponse;
 use pier_oci::{Digest, ErrorCode, RepoName};
 
 use super::{App, Result, header_str};
-use crate::error::ApiError;
+use crate::error::{self, ApiError, DeleteTarget};
 
 /// A blob is served from a repository only when linked there (pushed or mounted) and
 /// present in the store.
@@ -119,10 +119,10 @@ pub(super) async fn get(app: &App, name: &RepoName, digest: &str, headers: &Head
 pub(super) async fn delete(app: &App, name: &RepoName, digest: &str) -> Result {
     let digest: Digest = digest.parse()?;
     // Unlinking hides the blob from this repository; the bytes stay for other repositories
-    // that link them until garbage collection finds them unreferenced.
-    if !app.meta.unlink_blob(name, &digest).await? {
-        return Err(ApiError::code(ErrorCode::BlobUnknown));
-    }
+    // that link them until garbage collection finds them unreferenced. Refused while a
+    // tagged image still uses it.
+    let outcome = app.meta.unlink_blob(name, &digest).await?;
+    error::deletion(outcome, DeleteTarget::Blob(&digest))?;
     Ok(StatusCode::ACCEPTED.into_response())
 }
 

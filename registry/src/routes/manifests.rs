@@ -8,10 +8,10 @@ use futures_util::StreamExt as _;
 use pier_oci::{Digest, ErrorCode, Reference, RepoName, Tag};
 
 use super::{App, Result, blobs, body_stream, drain, header_str, query};
-use crate::error::ApiError;
+use crate::error::{self, ApiError, DeleteTarget};
 use crate::limits::{MAX_MANIFEST_BYTES, MAX_MANIFEST_DRAIN};
 use crate::manifest;
-use crate::storage::ManifestRecord;
+use crate::storage::{ManifestRecord, Stored};
 
 const DOCKER_CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
 const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
@@ -111,19 +111,17 @@ pub(super) async fn put(
 
     // Everything referenced must already be here, so a reader following this manifest
     // never meets a dangling reference.
+    // (Checked here for the blob bytes and a precise message; the store checks the links
+    // and children again in the step that stores, against a concurrent delete.)
     for blob in &info.blobs {
         if blobs::existing(app, name, blob).await?.is_none() {
-            return Err(ApiError::code(ErrorCode::ManifestBlobUnknown)
-                .message(format!("blob {blob} is not in repository {name}"))
-                .detail(serde_json::json!({ "digest": blob.to_string() })));
+            return Err(missing(name, "blob", blob));
         }
     }
     for child in &info.children {
         let r = Reference::Digest(child.clone());
         if app.meta.get_manifest(name, &r).await?.is_none() {
-            return Err(ApiError::code(ErrorCode::ManifestBlobUnknown)
-                .message(format!("manifest {child} is not in repository {name}"))
-                .detail(serde_json::json!({ "digest": child.to_string() })));
+            return Err(missing(name, "manifest", child));
         }
     }
 
@@ -137,7 +135,14 @@ pub(super) async fn put(
         artifact_type: info.artifact_type,
         annotations: info.annotations,
     };
-    app.meta.put_manifest(name, &record, &tags).await?;
+    if let Stored::Missing(d) = app.meta.put_manifest(name, &record, &tags).await? {
+        let what = if record.children.contains(&d) {
+            "manifest"
+        } else {
+            "blob"
+        };
+        return Err(missing(name, what, &d));
+    }
 
     let mut h = HeaderMap::new();
     h.insert(
@@ -160,13 +165,24 @@ pub(super) async fn put(
     Ok((StatusCode::CREATED, h).into_response())
 }
 
+/// A reference the pushed manifest makes to something not in the repository.
+fn missing(name: &RepoName, what: &str, d: &Digest) -> ApiError {
+    ApiError::code(ErrorCode::ManifestBlobUnknown)
+        .message(format!("{what} {d} is not in repository {name}"))
+        .detail(serde_json::json!({ "digest": d.to_string() }))
+}
+
 pub(super) async fn delete(app: &App, name: &RepoName, reference: &str) -> Result {
-    let deleted = match reference.parse()? {
-        Reference::Tag(t) => app.meta.delete_tag(name, &t).await?,
-        Reference::Digest(d) => app.meta.delete_manifest(name, &d).await?,
-    };
-    if !deleted {
-        return Err(ApiError::code(ErrorCode::ManifestUnknown));
+    match reference.parse()? {
+        Reference::Tag(t) => {
+            if !app.meta.delete_tag(name, &t).await? {
+                return Err(ApiError::code(ErrorCode::ManifestUnknown));
+            }
+        }
+        Reference::Digest(d) => {
+            let outcome = app.meta.delete_manifest(name, &d).await?;
+            error::deletion(outcome, DeleteTarget::Manifest(&d))?;
+        }
     }
     Ok(StatusCode::ACCEPTED.into_response())
 }

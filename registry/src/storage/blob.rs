@@ -4,6 +4,7 @@ use std::fmt;
 use std::io;
 use std::ops::Range;
 use std::str::FromStr;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -138,4 +139,8 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn commit(&self, id: UploadId, expected: &Digest) -> Result<u64, BlobError>;
     /// Drop a session and its bytes.
     async fn abort(&self, id: UploadId) -> Result<(), BlobError>;
+    /// Every session with the time its bytes last changed (its creation or latest append),
+    /// so sessions expire by inactivity; includes sessions whose metadata record is gone
+    /// (a crash between the two stores).
+    async fn list_uploads(&self) -> Result<Vec<(UploadId, SystemTime)>, BlobError>;
 }

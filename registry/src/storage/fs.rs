@@ -11,6 +11,7 @@ use std::ops::Range;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -437,5 +438,31 @@ impl BlobStore for FsBlobStore {
         drop(guard);
         self.forget(id);
         r
+    }
+
+    async fn list_uploads(&self) -> Result<Vec<(UploadId, SystemTime)>, BlobError> {
+        let dir = self.root.join("uploads");
+        blocking(move || {
+            let mut out = Vec::new();
+            for entry in fs::read_dir(&dir).map_err(BlobError::from_io)? {
+                let entry = entry.map_err(BlobError::from_io)?;
+                // Only session files; anything else here is not ours to expire.
+                let name = entry.file_name();
+                let Some(id) = name
+                    .to_str()
+                    .and_then(|n| n.parse::<UploadId>().ok().filter(|id| id.to_string() == n))
+                else {
+                    continue;
+                };
+                match entry.metadata().and_then(|m| m.modified()) {
+                    Ok(modified) => out.push((id, modified)),
+                    // Committed or aborted since the listing.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(BlobError::from_io(e)),
+                }
+            }
+            Ok(out)
+        })
+        .await
     }
 }

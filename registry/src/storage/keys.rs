@@ -114,7 +114,8 @@ pub fn encode_manifest(r: &ManifestRecord) -> Vec<u8> {
     v
 }
 
-pub fn decode_manifest(digest: Digest, v: &[u8]) -> Result<ManifestRecord, MetaError> {
+/// The header of an encoded manifest and where its bytes start.
+fn decode_header(digest: &Digest, v: &[u8]) -> Result<(ManifestHeader, usize), MetaError> {
     let corrupt = |what: &str| MetaError::Corrupt(format!("manifest {digest}: {what}"));
     let len_bytes: [u8; 4] = v
         .get(..4)
@@ -123,10 +124,22 @@ pub fn decode_manifest(digest: Digest, v: &[u8]) -> Result<ManifestRecord, MetaE
     let hlen = u32::from_be_bytes(len_bytes) as usize;
     let header = v.get(4..4 + hlen).ok_or_else(|| corrupt("short header"))?;
     let h: ManifestHeader = serde_json::from_slice(header).map_err(|e| corrupt(&e.to_string()))?;
+    Ok((h, 4 + hlen))
+}
+
+/// Only what an encoded manifest references: its blobs and its child manifests (the
+/// reachability walk of a delete reads many manifests and needs no bytes).
+pub fn decode_refs(digest: &Digest, v: &[u8]) -> Result<(Vec<Digest>, Vec<Digest>), MetaError> {
+    let (h, _) = decode_header(digest, v)?;
+    Ok((h.blobs, h.children))
+}
+
+pub fn decode_manifest(digest: Digest, v: &[u8]) -> Result<ManifestRecord, MetaError> {
+    let (h, start) = decode_header(&digest, v)?;
     Ok(ManifestRecord {
         digest,
         media_type: h.media_type,
-        bytes: Bytes::copy_from_slice(&v[4 + hlen..]),
+        bytes: Bytes::copy_from_slice(&v[start..]),
         blobs: h.blobs,
         children: h.children,
         subject: h.subject,

@@ -72,6 +72,34 @@ impl Referrer {
     }
 }
 
+/// What a delete did. A refusal changes nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Deletion {
+    /// Gone.
+    Deleted,
+    /// There was nothing to delete.
+    NotFound,
+    /// Refused: content that a tag names still references it, so deleting it would leave
+    /// that tag naming an image a client cannot pull. `by` is the manifest or index that
+    /// references it directly; `tag` names `by` or an index that reaches it.
+    Referenced {
+        /// The referencing manifest or index.
+        by: Digest,
+        /// A tag through which `by` is reachable.
+        tag: String,
+    },
+}
+
+/// What storing a manifest did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stored {
+    /// Stored, and the tags point at it.
+    Stored,
+    /// Refused, nothing changed: a blob it lists is not linked in the repository, or a child
+    /// manifest is not there (deleted since the caller checked).
+    Missing(Digest),
+}
+
 /// An upload session's metadata.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UploadRecord {
@@ -92,17 +120,22 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn link_blob(&self, repo: &RepoName, digest: &Digest) -> Result<(), MetaError>;
     /// Whether a blob is visible in a repository.
     async fn blob_linked(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError>;
-    /// Hide a blob from a repository. False when it was not linked.
-    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError>;
+    /// Hide a blob from a repository, unless a manifest reachable from one of its tags
+    /// lists it ([`Deletion::Referenced`]).
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Deletion, MetaError>;
 
-    /// Store a manifest and point `tags` at it, in one step.
-    async fn put_manifest(&self, repo: &RepoName, record: &ManifestRecord, tags: &[Tag]) -> Result<(), MetaError>;
+    /// Store a manifest and point `tags` at it, in one step, provided every blob it lists
+    /// is linked in the repository and every child manifest is there (checked in the same
+    /// step, so a concurrent delete cannot slip in between).
+    async fn put_manifest(&self, repo: &RepoName, record: &ManifestRecord, tags: &[Tag]) -> Result<Stored, MetaError>;
     /// The manifest a tag or digest names in a repository.
     async fn get_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<Option<ManifestRecord>, MetaError>;
     /// Remove a tag. False when it did not exist.
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool, MetaError>;
-    /// Remove a manifest and every tag pointing at it. False when it did not exist.
-    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError>;
+    /// Remove a manifest and every tag pointing at it, in one step with reading those tags
+    /// (a tag moved onto it concurrently goes with it or keeps it alive, never dangles).
+    /// Refused ([`Deletion::Referenced`]) when an index reachable from a tag lists it.
+    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<Deletion, MetaError>;
 
     /// Forget a repository that holds no manifests: its blob links and its catalog entry.
     /// False (and nothing changed) when it still holds a manifest or does not exist.
@@ -129,6 +162,8 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn get_upload(&self, id: UploadId) -> Result<Option<UploadRecord>, MetaError>;
     /// Forget an upload session.
     async fn delete_upload(&self, id: UploadId) -> Result<(), MetaError>;
+    /// Every upload session, for expiry and for dropping a project's sessions.
+    async fn list_uploads(&self) -> Result<Vec<(UploadId, UploadRecord)>, MetaError>;
 
     /// Make everything written so far durable (used at shutdown).
     async fn flush(&self) -> Result<(), MetaError>;

@@ -26,7 +26,7 @@ pub use blob::{BlobError, BlobStore, ByteStream, UploadId};
 pub use cached_access::CachedAccess;
 pub use file_audit::FileAuditLog;
 pub use fs::FsBlobStore;
-pub use meta::{ManifestRecord, MetaError, MetaStore, Referrer, UploadRecord};
+pub use meta::{Deletion, ManifestRecord, MetaError, MetaStore, Referrer, Stored, UploadRecord};
 pub use sled_access::SledAccessStore;
 pub use sled_meta::SledMetaStore;
 

@@ -1,8 +1,10 @@
 //! The metadata store on sled, pier's embedded default.
 
+use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use pier_oci::{Digest, Reference, RepoName, Tag};
@@ -11,8 +13,8 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use super::blob::UploadId;
 use super::keys::{self, key, prefix};
-use super::meta::{ManifestRecord, MetaError, MetaStore, Referrer, UploadRecord};
-use crate::limits::META_CACHE_BYTES;
+use super::meta::{Deletion, ManifestRecord, MetaError, MetaStore, Referrer, Stored, UploadRecord};
+use crate::limits::{META_CACHE_BYTES, META_WRITE_STRIPES};
 
 struct Trees {
     db: sled::Db,
@@ -22,6 +24,75 @@ struct Trees {
     referrers: sled::Tree,
     repos: sled::Tree,
     uploads: sled::Tree,
+    /// Writers of one repository's tags and manifests, striped by repository name. sled
+    /// transactions cannot scan, yet a delete must read which tags name or reach its target
+    /// and remove it as one step (else a tag moved onto a manifest between the scan and the
+    /// transaction is left naming nothing, and a blob or child manifest deleted while a push
+    /// that references it is being stored leaves a tag on a broken image). Every operation
+    /// that adds or moves a tag, stores or deletes a manifest, or unlinks a blob holds its
+    /// repository's stripe across "scan, check, transaction", which makes that one atomic
+    /// step; readers take no lock. Chosen over a reverse index (tag → reachable set), which
+    /// would need a schema change and upkeep on every push for a check only deletes need.
+    /// Held only inside the blocking closure, never across the flush that follows it.
+    writers: Vec<Mutex<()>>,
+    /// Picks a stripe.
+    stripe_hasher: RandomState,
+}
+
+impl Trees {
+    /// The writer lock of `repo` (see `writers`). A panic while it was held left nothing
+    /// half-done in memory (the state is in sled), so poisoning is ignored.
+    fn writer(&self, repo: &str) -> MutexGuard<'_, ()> {
+        let i = (self.stripe_hasher.hash_one(repo) % self.writers.len() as u64) as usize;
+        self.writers[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The first manifest reachable from a tag of `repo` (through index children) that
+    /// references `target` directly, with the tag it was reached from. Call with the
+    /// repository's writer lock held, so the answer still holds when acted on. Each
+    /// manifest is read once however many tags reach it (repositories with thousands of
+    /// tags on a few images are common), and tags are compared as stored bytes.
+    fn referenced_by(&self, repo: &str, target: Target<'_>) -> Result<Option<(Digest, String)>, MetaError> {
+        let mut seen: HashSet<Vec<u8>> = HashSet::new();
+        for kv in scan_after(&self.tags, &prefix(&[repo]), None) {
+            let (tag_key, root) = kv.map_err(engine)?;
+            if seen.contains(root.as_ref()) {
+                continue;
+            }
+            let mut stack = vec![root.to_vec()];
+            while let Some(ds) = stack.pop() {
+                if seen.contains(&ds) {
+                    continue;
+                }
+                let d = keys::digest_from(&ds)?;
+                let v = self.manifests.get(key(&[repo, &d.to_string()])).map_err(engine)?;
+                seen.insert(ds);
+                let Some(v) = v else {
+                    continue;
+                };
+                let (blobs, children) = keys::decode_refs(&d, &v)?;
+                let hit = match target {
+                    Target::Blob(b) => blobs.contains(b),
+                    Target::Manifest(m) => children.contains(m),
+                };
+                if hit {
+                    return Ok(Some((d, keys::last_component(&tag_key)?)));
+                }
+                stack.extend(children.iter().map(|c| c.to_string().into_bytes()));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// What a delete would remove, for [`Trees::referenced_by`].
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    /// A blob: referenced when a reachable manifest lists it as config or layer.
+    Blob(&'a Digest),
+    /// A manifest: referenced when a reachable index lists it as a child. A tag naming it
+    /// directly does not count: deleting a manifest deletes its tags (as distribution does).
+    Manifest(&'a Digest),
 }
 
 /// Metadata in a sled database.
@@ -70,6 +141,8 @@ impl SledMetaStore {
             repos: tree(keys::REPOS)?,
             uploads: tree(keys::UPLOADS)?,
             db,
+            writers: (0..META_WRITE_STRIPES).map(|_| Mutex::new(())).collect(),
+            stripe_hasher: RandomState::new(),
         };
         Ok(SledMetaStore { t: Arc::new(t) })
     }
@@ -139,13 +212,24 @@ impl MetaStore for SledMetaStore {
         self.run(move |t| t.links.contains_key(k).map_err(engine)).await
     }
 
-    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError> {
-        let k = key(&[repo.as_str(), &digest.to_string()]);
-        self.write(move |t| Ok(t.links.remove(k).map_err(engine)?.is_some()))
-            .await
+    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Deletion, MetaError> {
+        let (repo, digest) = (repo.to_string(), digest.clone());
+        let k = key(&[&repo, &digest.to_string()]);
+        self.write(move |t| {
+            let _writer = t.writer(&repo);
+            if !t.links.contains_key(&k).map_err(engine)? {
+                return Ok(Deletion::NotFound);
+            }
+            if let Some((by, tag)) = t.referenced_by(&repo, Target::Blob(&digest))? {
+                return Ok(Deletion::Referenced { by, tag });
+            }
+            t.links.remove(&k).map_err(engine)?;
+            Ok(Deletion::Deleted)
+        })
+        .await
     }
 
-    async fn put_manifest(&self, repo: &RepoName, record: &ManifestRecord, tags: &[Tag]) -> Result<(), MetaError> {
+    async fn put_manifest(&self, repo: &RepoName, record: &ManifestRecord, tags: &[Tag]) -> Result<Stored, MetaError> {
         let repo = repo.to_string();
         let digest = record.digest.to_string();
         let mkey = key(&[&repo, &digest]);
@@ -156,7 +240,30 @@ impl MetaStore for SledMetaStore {
             let v = serde_json::to_vec(&Referrer::of(record)).expect("referrer serializes");
             (k, v)
         });
+        let blob_keys: Vec<(Digest, Vec<u8>)> = record
+            .blobs
+            .iter()
+            .map(|b| (b.clone(), key(&[&repo, &b.to_string()])))
+            .collect();
+        let child_keys: Vec<(Digest, Vec<u8>)> = record
+            .children
+            .iter()
+            .map(|c| (c.clone(), key(&[&repo, &c.to_string()])))
+            .collect();
         self.write(move |t| {
+            let _writer = t.writer(&repo);
+            // The caller checked these already; checked again under the writer lock because
+            // a delete may have run since, and a tag must never name a broken image.
+            for (d, k) in &blob_keys {
+                if !t.links.contains_key(k).map_err(engine)? {
+                    return Ok(Stored::Missing(d.clone()));
+                }
+            }
+            for (d, k) in &child_keys {
+                if !t.manifests.contains_key(k).map_err(engine)? {
+                    return Ok(Stored::Missing(d.clone()));
+                }
+            }
             (&t.manifests, &t.tags, &t.referrers, &t.repos)
                 .transaction(|(manifests, tags, referrers, repos)| {
                     manifests.insert(mkey.as_slice(), value.as_slice())?;
@@ -169,7 +276,8 @@ impl MetaStore for SledMetaStore {
                     repos.insert(repo.as_bytes(), &[])?;
                     Ok::<_, ConflictableTransactionError<MetaError>>(())
                 })
-                .map_err(tx_engine)
+                .map_err(tx_engine)?;
+            Ok(Stored::Stored)
         })
         .await
     }
@@ -194,21 +302,31 @@ impl MetaStore for SledMetaStore {
     }
 
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool, MetaError> {
-        let k = key(&[repo.as_str(), tag.as_str()]);
-        self.write(move |t| Ok(t.tags.remove(k).map_err(engine)?.is_some()))
-            .await
+        let repo = repo.to_string();
+        let k = key(&[&repo, tag.as_str()]);
+        self.write(move |t| {
+            let _writer = t.writer(&repo);
+            Ok(t.tags.remove(k).map_err(engine)?.is_some())
+        })
+        .await
     }
 
-    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool, MetaError> {
+    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<Deletion, MetaError> {
         let repo = repo.to_string();
         let digest = digest.clone();
         self.write(move |t| {
-            let mkey = key(&[&repo, &digest.to_string()]);
-            let Some(v) = t.manifests.get(&mkey).map_err(engine)? else {
-                return Ok(false);
-            };
-            let record = keys::decode_manifest(digest.clone(), &v)?;
+            // Reading the tags and deleting happen under the writer lock, so no push can
+            // move a tag onto this manifest in between and be left naming nothing.
+            let _writer = t.writer(&repo);
             let ds = digest.to_string();
+            let mkey = key(&[&repo, &ds]);
+            let Some(v) = t.manifests.get(&mkey).map_err(engine)? else {
+                return Ok(Deletion::NotFound);
+            };
+            if let Some((by, tag)) = t.referenced_by(&repo, Target::Manifest(&digest))? {
+                return Ok(Deletion::Referenced { by, tag });
+            }
+            let record = keys::decode_manifest(digest.clone(), &v)?;
             let mut tag_keys = Vec::new();
             for kv in scan_after(&t.tags, &prefix(&[&repo]), None) {
                 let (k, v) = kv.map_err(engine)?;
@@ -221,11 +339,7 @@ impl MetaStore for SledMetaStore {
                 .transaction(|(manifests, tags, referrers)| {
                     manifests.remove(mkey.as_slice())?;
                     for k in &tag_keys {
-                        // Only if it still names this manifest: a concurrent push may have
-                        // moved the tag since the scan.
-                        if tags.get(k)?.is_some_and(|v| v.as_ref() == ds.as_bytes()) {
-                            tags.remove(k)?;
-                        }
+                        tags.remove(k)?;
                     }
                     if let Some(k) = &referrer_key {
                         referrers.remove(k.as_slice())?;
@@ -233,7 +347,7 @@ impl MetaStore for SledMetaStore {
                     Ok::<_, ConflictableTransactionError<MetaError>>(())
                 })
                 .map_err(tx_engine)?;
-            Ok(true)
+            Ok(Deletion::Deleted)
         })
         .await
     }
@@ -241,9 +355,10 @@ impl MetaStore for SledMetaStore {
     async fn delete_repository(&self, repo: &RepoName) -> Result<bool, MetaError> {
         let repo = repo.to_string();
         self.write(move |t| {
+            // Under the writer lock no manifest can be stored between the check and the
+            // transaction (sled transactions cannot scan).
+            let _writer = t.writer(&repo);
             let pfx = prefix(&[&repo]);
-            // sled transactions cannot scan, so the check runs just before; a manifest
-            // pushed in between keeps its blobs (the push links them again) and its tag.
             if t.manifests
                 .scan_prefix(&pfx)
                 .next()
@@ -359,6 +474,23 @@ impl MetaStore for SledMetaStore {
     async fn delete_upload(&self, id: UploadId) -> Result<(), MetaError> {
         self.write(move |t| t.uploads.remove(id.to_string()).map(|_| ()).map_err(engine))
             .await
+    }
+
+    async fn list_uploads(&self) -> Result<Vec<(UploadId, UploadRecord)>, MetaError> {
+        self.run(|t| {
+            let mut out = Vec::new();
+            for kv in t.uploads.iter() {
+                let (k, v) = kv.map_err(engine)?;
+                let id = std::str::from_utf8(&k)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| MetaError::Corrupt(format!("upload key {k:?}")))?;
+                let record = serde_json::from_slice(&v).map_err(|e| MetaError::Corrupt(e.to_string()))?;
+                out.push((id, record));
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn flush(&self) -> Result<(), MetaError> {

@@ -32,8 +32,17 @@ async fn blob_store_suite(store: Arc<dyn BlobStore>) {
     assert!(matches!(store.read(&digest, None).await, Err(BlobError::NotFound)));
 
     // Chunked upload: sizes are reported, out-of-order chunks refused.
+    assert!(store.list_uploads().await.unwrap().is_empty());
+    let before = std::time::SystemTime::now() - std::time::Duration::from_secs(1);
     let id = store.create_upload().await.unwrap();
     assert_eq!(store.upload_size(id).await.unwrap(), 0);
+    let listed = store.list_uploads().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].0, id);
+    assert!(
+        listed[0].1 >= before,
+        "last activity is the session's creation or later"
+    );
     assert_eq!(
         store
             .append(id, Some(0), &mut body(&[&data[..100], &data[100..500]]))
@@ -68,6 +77,7 @@ async fn blob_store_suite(store: Arc<dyn BlobStore>) {
     ));
     // The session is spent.
     assert!(matches!(store.upload_size(id).await, Err(BlobError::UploadUnknown)));
+    assert!(store.list_uploads().await.unwrap().is_empty());
 
     // Wrong digest: refused, session gone, nothing stored.
     let id = store.create_upload().await.unwrap();
@@ -163,13 +173,33 @@ async fn meta_store_suite(meta: Arc<dyn MetaStore>) {
     meta.link_blob(&a, &d).await.unwrap();
     assert!(meta.blob_linked(&a, &d).await.unwrap());
     assert!(!meta.blob_linked(&a_sub, &d).await.unwrap());
-    assert!(meta.unlink_blob(&a, &d).await.unwrap());
-    assert!(!meta.unlink_blob(&a, &d).await.unwrap());
+    assert_eq!(meta.unlink_blob(&a, &d).await.unwrap(), Deletion::Deleted);
+    assert_eq!(meta.unlink_blob(&a, &d).await.unwrap(), Deletion::NotFound);
+
+    // A manifest is stored only when the blobs it lists are linked.
+    let config = Digest::sha256_of(b"config");
+    let m1 = record("m1", None, None);
+    assert_eq!(
+        meta.put_manifest(&a, &m1, &[tag("v1")]).await.unwrap(),
+        Stored::Missing(config.clone())
+    );
+    assert_eq!(
+        meta.list_tags(&a, None, 10).await.unwrap(),
+        Some(vec![]),
+        "nothing stored"
+    );
+    let by_digest = Reference::Digest(m1.digest.clone());
+    assert_eq!(meta.get_manifest(&a, &by_digest).await.unwrap(), None);
+    for r in [&a, &a_sub] {
+        meta.link_blob(r, &config).await.unwrap();
+    }
 
     // Manifests with tags, by tag and by digest; a prefix repository does not leak in.
-    assert_eq!(meta.list_tags(&a_sub, None, 10).await.unwrap(), None);
-    let m1 = record("m1", None, None);
-    meta.put_manifest(&a, &m1, &[tag("v1"), tag("latest")]).await.unwrap();
+    assert_eq!(meta.list_tags(&a_sub, None, 10).await.unwrap(), Some(vec![]));
+    assert_eq!(
+        meta.put_manifest(&a, &m1, &[tag("v1"), tag("latest")]).await.unwrap(),
+        Stored::Stored
+    );
     meta.put_manifest(&a_sub, &record("other", None, None), &[tag("zz")])
         .await
         .unwrap();
@@ -224,8 +254,8 @@ async fn meta_store_suite(meta: Arc<dyn MetaStore>) {
     );
 
     // Deleting a manifest removes the tags that name it, not the others.
-    assert!(meta.delete_manifest(&a, &m1.digest).await.unwrap());
-    assert!(!meta.delete_manifest(&a, &m1.digest).await.unwrap());
+    assert_eq!(meta.delete_manifest(&a, &m1.digest).await.unwrap(), Deletion::Deleted);
+    assert_eq!(meta.delete_manifest(&a, &m1.digest).await.unwrap(), Deletion::NotFound);
     assert_eq!(meta.list_tags(&a, None, 100).await.unwrap().unwrap(), ["latest"]);
     assert_eq!(meta.get_manifest(&a, &Reference::Tag(tag("v1"))).await.unwrap(), None);
 
@@ -263,13 +293,14 @@ async fn meta_store_suite(meta: Arc<dyn MetaStore>) {
     let g = repo("gone/x");
     let m = record("gone", None, None);
     meta.link_blob(&g, &d).await.unwrap();
+    meta.link_blob(&g, &config).await.unwrap();
     meta.link_blob(&a_sub, &d).await.unwrap();
     assert!(!meta.has_manifests(&g).await.unwrap());
     meta.put_manifest(&g, &m, &[tag("v1")]).await.unwrap();
     assert!(meta.has_manifests(&g).await.unwrap());
     assert!(!meta.delete_repository(&g).await.unwrap(), "holds a manifest");
     assert!(meta.blob_linked(&g, &d).await.unwrap());
-    assert!(meta.delete_manifest(&g, &m.digest).await.unwrap());
+    assert_eq!(meta.delete_manifest(&g, &m.digest).await.unwrap(), Deletion::Deleted);
     assert!(meta.delete_repository(&g).await.unwrap());
     assert!(!meta.blob_linked(&g, &d).await.unwrap());
     assert!(!meta.list_repos(None, 100).await.unwrap().contains(&"gone/x".to_owned()));
@@ -279,18 +310,98 @@ async fn meta_store_suite(meta: Arc<dyn MetaStore>) {
         "other repositories keep their links"
     );
 
-    // Upload records.
+    tagged_content_is_not_deleted(&*meta).await;
+
+    // Upload records, listed for expiry.
     let id = UploadId::new();
     assert_eq!(meta.get_upload(id).await.unwrap(), None);
+    assert!(meta.list_uploads().await.unwrap().is_empty());
     let rec = UploadRecord {
         repo: "team/app/api".into(),
         started: 42,
     };
     meta.create_upload(id, &rec).await.unwrap();
-    assert_eq!(meta.get_upload(id).await.unwrap(), Some(rec));
+    assert_eq!(meta.get_upload(id).await.unwrap(), Some(rec.clone()));
+    assert_eq!(meta.list_uploads().await.unwrap(), vec![(id, rec)]);
     meta.delete_upload(id).await.unwrap();
     assert_eq!(meta.get_upload(id).await.unwrap(), None);
+    assert!(meta.list_uploads().await.unwrap().is_empty());
     meta.flush().await.unwrap();
+}
+
+/// An index over two images, with the blobs of both.
+fn index(content: &str, children: &[&ManifestRecord]) -> ManifestRecord {
+    ManifestRecord {
+        media_type: pier_oci::media::OCI_INDEX.into(),
+        blobs: vec![],
+        children: children.iter().map(|c| c.digest.clone()).collect(),
+        ..record(content, None, None)
+    }
+}
+
+/// Deletes never leave a tag on an image a client cannot pull: a blob or manifest that
+/// tagged content reaches is refused (naming what references it) until the tag goes; a
+/// manifest a tag names directly is deleted with its tags.
+async fn tagged_content_is_not_deleted(meta: &dyn MetaStore) {
+    let r = repo("refs/x");
+    let config = Digest::sha256_of(b"config");
+    let layer = Digest::sha256_of(b"layer");
+    meta.link_blob(&r, &config).await.unwrap();
+    meta.link_blob(&r, &layer).await.unwrap();
+    let amd = ManifestRecord {
+        blobs: vec![config.clone(), layer.clone()],
+        ..record("amd64", None, None)
+    };
+    let arm = record("arm64", None, None);
+    meta.put_manifest(&r, &amd, &[]).await.unwrap();
+    meta.put_manifest(&r, &arm, &[]).await.unwrap();
+    let idx = index("index", &[&amd, &arm]);
+    let outer = index("outer", &[&idx]);
+    // A child that is not there is refused, like a blob.
+    let ghost = record("ghost", None, None);
+    assert_eq!(
+        meta.put_manifest(&r, &index("broken", &[&ghost]), &[tag("broken")])
+            .await
+            .unwrap(),
+        Stored::Missing(ghost.digest.clone())
+    );
+    meta.put_manifest(&r, &idx, &[tag("1.0")]).await.unwrap();
+    meta.put_manifest(&r, &outer, &[tag("all")]).await.unwrap();
+
+    // Untagged content is not protected by the walk, but tagged content is, at any depth.
+    let referenced = |by: &ManifestRecord, t: &str| Deletion::Referenced {
+        by: by.digest.clone(),
+        tag: t.to_owned(),
+    };
+    assert_eq!(
+        meta.delete_manifest(&r, &amd.digest).await.unwrap(),
+        referenced(&idx, "1.0")
+    );
+    assert_eq!(meta.unlink_blob(&r, &layer).await.unwrap(), referenced(&amd, "1.0"));
+    assert!(meta.delete_tag(&r, &tag("1.0")).await.unwrap());
+    assert_eq!(
+        meta.delete_manifest(&r, &amd.digest).await.unwrap(),
+        referenced(&idx, "all")
+    );
+    assert_eq!(
+        meta.delete_manifest(&r, &idx.digest).await.unwrap(),
+        referenced(&outer, "all")
+    );
+    assert_eq!(meta.unlink_blob(&r, &layer).await.unwrap(), referenced(&amd, "all"));
+    assert!(meta.blob_linked(&r, &layer).await.unwrap(), "a refusal changes nothing");
+
+    // Deleting a manifest a tag names directly is allowed and takes its tags along; then
+    // its children and their blobs are free.
+    assert_eq!(
+        meta.delete_manifest(&r, &outer.digest).await.unwrap(),
+        Deletion::Deleted
+    );
+    assert_eq!(meta.list_tags(&r, None, 10).await.unwrap(), Some(vec![]));
+    assert_eq!(meta.unlink_blob(&r, &layer).await.unwrap(), Deletion::Deleted);
+    assert_eq!(meta.delete_manifest(&r, &amd.digest).await.unwrap(), Deletion::Deleted);
+    assert_eq!(meta.delete_manifest(&r, &idx.digest).await.unwrap(), Deletion::Deleted);
+    assert_eq!(meta.delete_manifest(&r, &arm.digest).await.unwrap(), Deletion::Deleted);
+    assert_eq!(meta.unlink_blob(&r, &config).await.unwrap(), Deletion::Deleted);
 }
 
 #[tokio::test]
@@ -330,6 +441,7 @@ async fn sled_meta_store_persists_and_checks_schema() {
     let m = record("persisted", None, None);
     {
         let meta = SledMetaStore::open(dir.path()).unwrap();
+        meta.link_blob(&a, &m.blobs[0]).await.unwrap();
         meta.put_manifest(&a, &m, &[tag("t")]).await.unwrap();
     }
     {

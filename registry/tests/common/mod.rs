@@ -61,11 +61,13 @@ impl Reg {
     /// A registry over `dir` with project `t`, where these tests keep their repositories
     /// (access control is tested in `auth.rs`; here every request is the admin's).
     pub async fn open(dir: tempfile::TempDir) -> Reg {
-        let config = pier_registry::AuthConfig {
-            admin_password: Some(ADMIN_PASSWORD.into()),
-            ..Default::default()
-        };
-        let registry = pier_registry::Registry::open(dir.path(), config).await.unwrap();
+        Reg::open_with(dir, pier_registry::RegistryConfig::default()).await
+    }
+
+    /// [`Reg::open`] with settings (the admin password is always the tests' one).
+    pub async fn open_with(dir: tempfile::TempDir, mut config: pier_registry::RegistryConfig) -> Reg {
+        config.auth.admin_password = Some(ADMIN_PASSWORD.into());
+        let registry = pier_registry::Registry::open_with(dir.path(), config).await.unwrap();
         let r = Reg {
             router: registry.router(),
             registry,
