@@ -20,6 +20,7 @@ pub mod limits;
 mod log;
 mod manifest;
 mod routes;
+mod server;
 mod sessions;
 pub mod storage;
 
@@ -268,32 +269,14 @@ fn walk(dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
 }
 
 /// Serve `registry` on `listener` until `shutdown` resolves, then let in-flight requests
-/// finish (up to [`limits::SHUTDOWN_GRACE`]) and flush the metadata store.
+/// finish (up to [`limits::SHUTDOWN_GRACE`]) and flush the metadata store. Connections are
+/// held to the registry's [`ConnectionLimits`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     registry: Registry,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    // Connection info gives handlers the client address for the audit log and throttling.
-    let app = registry
-        .router()
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async {
-        let _ = stop_rx.await;
-    });
-    let mut server = tokio::spawn(async move { server.await });
-    tokio::select! {
-        r = &mut server => r.map_err(io::Error::other)??,
-        () = shutdown => {
-            tracing::info!("shutting down: waiting for in-flight requests");
-            let _ = stop_tx.send(());
-            match tokio::time::timeout(limits::SHUTDOWN_GRACE, &mut server).await {
-                Ok(r) => r.map_err(io::Error::other)??,
-                Err(_) => tracing::warn!("in-flight requests still running after {:?}; stopping anyway", limits::SHUTDOWN_GRACE),
-            }
-        }
-    }
+    server::run(listener, registry.router(), &registry.config().connections, shutdown).await;
     registry.flush().await.map_err(io::Error::other)?;
     tracing::info!("metadata flushed; bye");
     Ok(())

@@ -113,6 +113,33 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default number of connections served at once.
 pub const MAX_CONNECTIONS: usize = 1024;
+/// Largest request head (request line and headers) accepted; a bigger one is answered 431
+/// and the connection closed. Registry requests carry a handful of headers and at most a
+/// bearer token of a few KiB; hyper's default would take in (and hand on) ~400 KiB.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// File descriptors kept out of the connection budget when `max_connections` is fitted to
+/// the process's open-file limit: the listener, the metadata store, the audit log, the
+/// runtime's own, and connections being refused.
+pub const FD_RESERVE: usize = 64;
+/// File descriptors one connection may hold: its socket, and the file of the blob it
+/// uploads or downloads.
+pub const FDS_PER_CONNECTION: usize = 2;
+/// Pause after `accept()` fails for want of resources (EMFILE, ENFILE, ENOBUFS): the
+/// connection stays queued and the next `accept()` would fail at once, so retrying without
+/// a pause would spin a core while nothing can change.
+pub const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+/// `Retry-After` of the 503 a connection over the limit gets: connections turn over within
+/// seconds, so clients may try again soon.
+pub const REFUSED_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How long a connection over the limit is kept after its 503 was written, reading what the
+/// client sent: closing with its request unread would reset the connection, and a reset can
+/// destroy the answer before the client read it.
+pub const REFUSED_LINGER: Duration = Duration::from_secs(1);
+/// Most bytes read (and discarded) from a refused connection while it lingers.
+pub const REFUSED_DRAIN_BYTES: usize = 64 * 1024;
+/// Refused connections lingering at once; beyond this they are closed without an answer, so
+/// a flood cannot turn refusals into a second way of running out of file descriptors.
+pub const MAX_REFUSING: usize = 16;
 /// Default lifetime of an untouched upload session (distribution keeps them a week; a day
 /// is plenty for a resumed push and bounds what abandoned sessions hold).
 pub const DEFAULT_UPLOAD_TTL: Duration = Duration::from_secs(24 * 3600);
