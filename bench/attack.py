@@ -56,6 +56,9 @@ CFG = {
     "admin_password": os.environ.get("PIER_ADMIN_PASSWORD", ""),
     "phases": [int(p) for p in os.environ.get("PHASES", "1,2,3,4,5,6").split(",") if p.strip()],
     "attack_seconds": env_float("ATTACK_SECONDS", 15),
+    # Phase 4 outlasts pier's default head (20 s) and idle (60 s) timeouts, so the table
+    # shows whether the connections were closed.
+    "p4_seconds": env_float("P4_SECONDS", 75),
     "baseline_seconds": env_float("BASELINE_SECONDS", 8),
     "recover_seconds": env_float("RECOVER_SECONDS", 3),
     "max_total_seconds": env_float("MAX_TOTAL_SECONDS", 420),
@@ -684,9 +687,13 @@ def mix_text(mix):
     return " ".join("%s:%d" % (k, v) for k, v in sorted(mix.items(), key=lambda kv: (-kv[1], kv[0]))) or "-"
 
 
+def phase_seconds(phase):
+    return {1: CFG["baseline_seconds"], 4: CFG["p4_seconds"]}.get(phase, CFG["attack_seconds"])
+
+
 def run_phase(phase, sampler, next_user, n_users, password_of):
     ctx = mp.get_context("spawn")
-    seconds = CFG["baseline_seconds"] if phase == 1 else CFG["attack_seconds"]
+    seconds = phase_seconds(phase)
     hard = seconds + 30  # workers stop by themselves even if this process dies
     pid, port = CFG["pid"], CFG["port"]
     auth_header = pull_auth_header()
@@ -814,7 +821,7 @@ def main():
     raise_fd_limit()
     started = time.monotonic()
     phases = [p for p in CFG["phases"] if p in PHASE_NAMES]
-    probe_seconds = sum(CFG["baseline_seconds"] if p == 1 else CFG["attack_seconds"] for p in phases)
+    probe_seconds = sum(phase_seconds(p) for p in phases)
     n_users = min(1000, int(probe_seconds / CFG["login_interval"]) + len(phases) * 2 + 10)
     password_of = "bench-pw-%x-" % random.getrandbits(48) + "%d"
 
@@ -878,18 +885,20 @@ def main():
         print_row(r)
     print()
     print(
-        "targets: RSS < 150 MB, audit growth bounded, pull p99 < 50 ms, uncached login < 150 ms, CPU < 100 %"
+        "targets: RSS < 150 MB and pull p99 < 50 ms in every phase, audit growth bounded; "
+        "uncached login < 150 ms and CPU < 100 % during the single-address flood (phase 6)"
     )
     def worst(key, rows):
         vals = [(r[key], r["phase"]) for r in rows if r[key] is not None]
         return max(vals) if vals else (None, "-")
-    for key, label, limit in (
-        ("peak", "peak RSS MB", 150),
-        ("pull99", "pull p99 ms", 50),
-        ("loginmax", "uncached login max ms", 150),
-        ("cpu", "CPU %", 100),
+    single = [r for r in rows if r["phase"].startswith("6")]
+    for key, label, limit, among in (
+        ("peak", "peak RSS MB", 150, rows),
+        ("pull99", "pull p99 ms", 50, rows),
+        ("loginmax", "uncached login max ms", 150, single),
+        ("cpu", "CPU %", 100, single),
     ):
-        v, ph = worst(key, rows)
+        v, ph = worst(key, among)
         verdict = "-" if v is None else ("ok" if v < limit else "MISSED")
         print("  worst %-22s %8s  (%s)  target < %d: %s" % (label, fmt(v, "%.1f"), ph, limit, verdict))
     v, ph = worst("audit", rows)

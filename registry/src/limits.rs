@@ -54,6 +54,10 @@ pub const LOGIN_CACHE_MAX: usize = 4096;
 /// keep a password flood from more than two cores' worth of work and bound the pooled
 /// working memory to ~38 MiB.
 pub const MAX_CONCURRENT_HASHES: usize = 2;
+/// Every argon2 working buffer is allocated larger than this: glibc's largest dynamic mmap
+/// threshold (32 MiB on 64-bit), so the allocation is always a mapping of its own that is
+/// returned to the system when freed, never a piece of a heap that keeps it.
+pub const HASH_MEMORY_FLOOR: usize = 32 * 1024 * 1024;
 /// Largest argon2 working memory a stored hash may ask for (1 KiB blocks): 64 MiB.
 pub const MAX_HASH_MEMORY_BLOCKS: usize = 64 * 1024;
 /// How long a password check waits for an argon2 slot before the caller is told to come

@@ -147,12 +147,15 @@ fn finding_16_non_loopback_listen_without_public_url_warns() {
 /// the fix, ten wrong passwords in a row took it from 10 MB to 166 MB: glibc kept every
 /// freed 19 MiB argon2 buffer.
 const MAX_RSS_AFTER_PASSWORD_FLOOD_KIB: u64 = 150 * 1024;
+/// The working memory of one argon2 check with the default parameters.
+const ARGON2_BUFFER_KIB: u64 = 19 * 1024;
 
 #[test]
 fn finding_5_wrong_passwords_do_not_grow_memory() {
     let dir = tempfile::tempdir().unwrap();
     let pier = Pier::start(&dir.path().join("data"));
     let url = pier.url();
+    let before = pier.rss_kib();
     // 48 wrong passwords, 6 connections at once, each from its own loopback address (so the
     // per-address budget does not stop them: this is about memory, not rate), admin and
     // unknown users alike.
@@ -195,9 +198,21 @@ fn finding_5_wrong_passwords_do_not_grow_memory() {
         "only {checked} passwords were checked: the flood did not happen"
     );
     let rss = pier.rss_kib();
+    eprintln!(
+        "pier RSS {} MiB before, {} MiB after {checked} wrong passwords",
+        before / 1024,
+        rss / 1024
+    );
     assert!(
         rss < MAX_RSS_AFTER_PASSWORD_FLOOD_KIB,
         "pier holds {} MiB after {checked} wrong passwords",
+        rss / 1024
+    );
+    // The argon2 buffers are given back, not kept for the next flood.
+    assert!(
+        rss < before + ARGON2_BUFFER_KIB,
+        "pier grew from {} to {} MiB and kept it",
+        before / 1024,
         rss / 1024
     );
 }

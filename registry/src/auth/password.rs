@@ -1,9 +1,12 @@
 //! Password hashing (argon2id) and the short-lived memory of checked logins.
 //!
-//! Every hash runs in one of [`MAX_CONCURRENT_HASHES`] slots with working memory that is
-//! allocated once and reused. argon2 needs ~19 MiB per check; allocating and freeing that
-//! for each one let glibc keep gigabytes after a burst of failed logins (its mmap threshold
-//! rises after the first free), so the pool keeps a fixed set of buffers instead.
+//! Every hash runs in one of [`MAX_CONCURRENT_HASHES`] slots, so at most that many argon2
+//! working buffers (~19 MiB each) exist at once. Each buffer is allocated larger than the
+//! biggest size glibc ever serves from its heaps ([`HASH_MEMORY_FLOOR`]): such an
+//! allocation is always its own `mmap`, and freeing it gives the memory back to the system
+//! at once. argon2's default allocation (exactly 19 MiB) is served from per-thread heaps
+//! after the first one is freed (glibc raises its mmap threshold to that size), and the
+//! heaps kept every freed buffer: gigabytes after a burst of failed logins.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -15,7 +18,9 @@ use sha2::Digest as _;
 use tokio::sync::Semaphore;
 
 use super::Subject;
-use crate::limits::{LOGIN_CACHE_MAX, LOGIN_CACHE_TTL, MAX_CONCURRENT_HASHES, MAX_HASH_MEMORY_BLOCKS};
+use crate::limits::{
+    HASH_MEMORY_FLOOR, LOGIN_CACHE_MAX, LOGIN_CACHE_TTL, MAX_CONCURRENT_HASHES, MAX_HASH_MEMORY_BLOCKS,
+};
 
 /// A PHC string of argon2id with the default parameters over a random password that was
 /// thrown away: verified for unknown users, so that a wrong user name takes as long as a
@@ -30,19 +35,30 @@ const SALT_LEN: usize = 16;
 #[derive(Debug, PartialEq, Eq)]
 pub struct Busy;
 
-/// The argon2 slots and their reused working memory.
+/// The argon2 slots.
 pub struct Hashing {
     slots: Semaphore,
-    memory: Mutex<Vec<Vec<Block>>>,
+    /// Working buffers alive now, and the most ever alive at once.
+    buffers: Mutex<(usize, usize)>,
 }
 
 impl Default for Hashing {
     fn default() -> Self {
         Hashing {
             slots: Semaphore::new(MAX_CONCURRENT_HASHES),
-            memory: Mutex::new(Vec::new()),
+            buffers: Mutex::new((0, 0)),
         }
     }
+}
+
+/// A zeroed argon2 working buffer of `blocks` blocks, allocated so that freeing it returns
+/// the memory to the system (see the module comment). Only the blocks argon2 uses are
+/// touched, so the rest of the capacity costs address space, not memory.
+fn working_memory(blocks: usize) -> Vec<Block> {
+    let floor = HASH_MEMORY_FLOOR / std::mem::size_of::<Block>() + 1;
+    let mut buf = Vec::with_capacity(blocks.max(floor));
+    buf.resize(blocks, Block::default());
+    buf
 }
 
 impl Hashing {
@@ -59,19 +75,15 @@ impl Hashing {
             None => self.slots.acquire().await,
         }
         .map_err(|_| Busy)?;
-        let mut buf = self.memory.lock().expect("hash memory lock").pop().unwrap_or_default();
-        let (buf, out) = tokio::task::spawn_blocking(move || {
-            if buf.len() < blocks {
-                buf.resize(blocks, Block::default());
-            }
-            let out = f(&mut buf[..blocks]);
-            (buf, out)
-        })
-        .await
-        .map_err(|_| Busy)?;
-        self.memory.lock().expect("hash memory lock").push(buf);
+        {
+            let mut b = self.buffers.lock().expect("hash buffers lock");
+            b.0 += 1;
+            b.1 = b.1.max(b.0);
+        }
+        let out = tokio::task::spawn_blocking(move || f(&mut working_memory(blocks))).await;
+        self.buffers.lock().expect("hash buffers lock").0 -= 1;
         drop(permit);
-        Ok(out)
+        out.map_err(|_| Busy)
     }
 
     /// Hash a password into a PHC string (argon2id, default parameters, random salt).
@@ -220,10 +232,10 @@ mod tests {
         assert_eq!(p.block_count(), Params::default().block_count());
     }
 
-    /// Finding 5: the working memory of argon2 is a fixed pool, reused, never more
-    /// buffers than slots however many checks ran.
+    /// Finding 5: never more argon2 buffers at once than slots, however many checks run,
+    /// and each one big enough to be its own mapping (freed back to the system).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn finding_5_argon2_memory_is_a_bounded_reused_pool() {
+    async fn finding_5_argon2_memory_is_bounded_and_given_back() {
         let h = std::sync::Arc::new(Hashing::default());
         let phc = h.hash("correct horse".into()).await.unwrap();
         let mut tasks = Vec::new();
@@ -236,13 +248,12 @@ mod tests {
         for t in tasks {
             assert_eq!(t.await.unwrap(), Ok(false));
         }
-        let pool = h.memory.lock().unwrap();
-        assert!(
-            !pool.is_empty() && pool.len() <= MAX_CONCURRENT_HASHES,
-            "{} buffers",
-            pool.len()
-        );
-        assert!(pool.iter().all(|b| b.len() == Params::default().block_count()));
+        let (alive, peak) = *h.buffers.lock().unwrap();
+        assert_eq!(alive, 0);
+        assert!((1..=MAX_CONCURRENT_HASHES).contains(&peak), "{peak} buffers at once");
+        let buf = working_memory(Params::default().block_count());
+        assert_eq!(buf.len(), Params::default().block_count());
+        assert!(buf.capacity() * std::mem::size_of::<Block>() > HASH_MEMORY_FLOOR);
     }
 
     #[tokio::test]
