@@ -58,6 +58,8 @@ pub const MAX_CONCURRENT_HASHES: usize = 2;
 /// threshold (32 MiB on 64-bit), so the allocation is always a mapping of its own that is
 /// returned to the system when freed, never a piece of a heap that keeps it.
 pub const HASH_MEMORY_FLOOR: usize = 32 * 1024 * 1024;
+/// An argon2 buffer no check has used for this long is freed (given back to the system).
+pub const HASH_MEMORY_IDLE: Duration = Duration::from_secs(10);
 /// Largest argon2 working memory a stored hash may ask for (1 KiB blocks): 64 MiB.
 pub const MAX_HASH_MEMORY_BLOCKS: usize = 64 * 1024;
 /// How long a password check waits for an argon2 slot before the caller is told to come

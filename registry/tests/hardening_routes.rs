@@ -13,19 +13,24 @@ use common::{ADMIN_PASSWORD, Reg, basic, desc};
 use pier_oci::{Digest, media};
 use serde_json::json;
 
+/// An image manifest whose layers are `copies` descriptors of one `layer`.
+fn repeated_layer_manifest(config: &Digest, layer: &Digest, copies: usize) -> Vec<u8> {
+    let layers: Vec<_> = (0..copies).map(|_| desc(media::OCI_LAYER_GZIP, layer, 13)).collect();
+    serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": media::OCI_MANIFEST,
+        "config": desc(media::OCI_CONFIG, config, 2),
+        "layers": layers,
+    }))
+    .unwrap()
+}
+
 #[tokio::test]
 async fn finding_13_manifest_with_one_layer_repeated_27000_times_is_checked_once_per_digest() {
     let r = Reg::new().await;
     let config = r.push_blob("big", b"{}").await;
     let layer = r.push_blob("big", b"the one layer").await;
-    let layers: Vec<_> = (0..27_000).map(|_| desc(media::OCI_LAYER_GZIP, &layer, 13)).collect();
-    let m = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": media::OCI_MANIFEST,
-        "config": desc(media::OCI_CONFIG, &config, 2),
-        "layers": layers,
-    }))
-    .unwrap();
+    let m = repeated_layer_manifest(&config, &layer, 27_000);
     assert!(m.len() > 3_500_000 && m.len() < pier_registry::limits::MAX_MANIFEST_BYTES);
     let resp = r.put_manifest("big", "v1", media::OCI_MANIFEST, &m).await;
     assert_eq!(resp.status, StatusCode::CREATED, "{:?}", resp.body);
@@ -33,14 +38,7 @@ async fn finding_13_manifest_with_one_layer_repeated_27000_times_is_checked_once
     assert_eq!(back.body.as_ref(), m.as_slice());
     // A repeated digest that is missing is still refused, naming it.
     let missing = Digest::sha256_of(b"never pushed");
-    let layers: Vec<_> = (0..1000).map(|_| desc(media::OCI_LAYER_GZIP, &missing, 12)).collect();
-    let m = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": media::OCI_MANIFEST,
-        "config": desc(media::OCI_CONFIG, &config, 2),
-        "layers": layers,
-    }))
-    .unwrap();
+    let m = repeated_layer_manifest(&config, &missing, 1000);
     let resp = r.put_manifest("big", "v2", media::OCI_MANIFEST, &m).await;
     assert_eq!(resp.code(), "MANIFEST_BLOB_UNKNOWN");
     assert!(String::from_utf8_lossy(&resp.body).contains(&missing.to_string()));
