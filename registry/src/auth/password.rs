@@ -104,12 +104,14 @@ impl Hashing {
         });
     }
 
-    /// Run `f` in a slot with a buffer of at least `blocks` blocks; `None` when no slot
-    /// frees up within `wait` (no limit when `wait` is `None`).
+    /// Run `f` in a slot with a buffer of `blocks` blocks; `None` when no slot frees up
+    /// within `wait` (no limit when `wait` is `None`). With `keep`, the buffer is kept for
+    /// the next check (logins come in bursts; new passwords are set one at a time).
     async fn run<T: Send + 'static>(
         &self,
         blocks: usize,
         wait: Option<Duration>,
+        keep: bool,
         f: impl FnOnce(&mut [Block]) -> T + Send + 'static,
     ) -> Result<T, Busy> {
         let permit = match wait {
@@ -134,7 +136,9 @@ impl Hashing {
         .await;
         self.buffers.lock().expect("hash buffers lock").0 -= 1;
         let out = done.map(|(buf, out)| {
-            self.keep(buf);
+            if keep {
+                self.keep(buf);
+            }
             out
         });
         drop(permit);
@@ -147,9 +151,11 @@ impl Hashing {
         getrandom::fill(&mut salt).map_err(|e| e.to_string())?;
         let params = Params::default();
         let blocks = params.block_count();
-        self.run(blocks, None, move |memory| hash_with(&password, &salt, params, memory))
-            .await
-            .map_err(|_| "password hashing is unavailable".to_owned())?
+        self.run(blocks, None, false, move |memory| {
+            hash_with(&password, &salt, params, memory)
+        })
+        .await
+        .map_err(|_| "password hashing is unavailable".to_owned())?
     }
 
     /// Whether `password` matches a PHC string; `Err(Busy)` when no slot frees up within
@@ -166,8 +172,10 @@ impl Hashing {
             tracing::warn!(blocks, "a stored password hash needs more argon2 memory than allowed");
             return Ok(false);
         }
-        self.run(blocks, Some(wait), move |memory| verify_with(&password, &phc, memory))
-            .await
+        self.run(blocks, Some(wait), true, move |memory| {
+            verify_with(&password, &phc, memory)
+        })
+        .await
     }
 }
 
