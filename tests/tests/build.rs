@@ -297,15 +297,16 @@ fn hello_builds_five_platforms_and_docker_runs_four() {
     }
 
     // A second spec builds on the pushed image: its layer goes on top of the base's, the
-    // base's entrypoint stays, and docker runs the result.
+    // base's entrypoint stays, and docker runs the result. One file per platform: the
+    // steps run in parallel in the same directory.
     let plus = dir.path().join("plus");
     std::fs::create_dir_all(&plus).unwrap();
     std::fs::write(
         plus.join("pier.yaml"),
         format!(
             "image: {host}/{REPO}-plus\ntags: [\"1.0\"]\nplatforms: [amd64, aarch64]\nbase: {image}\n\
-             steps:\n  - run: echo 'built on hello' > note.txt\n\
-             layers:\n  - files:\n      - {{ src: note.txt, dest: /note.txt, mode: \"0644\" }}\n\
+             steps:\n  - run: echo 'built on hello' > note-{{arch}}.txt\n\
+             layers:\n  - files:\n      - {{ src: \"note-{{arch}}.txt\", dest: /note.txt, mode: \"0644\" }}\n\
              labels: {{ io.pier.example: plus }}\n",
             host = pier.host()
         ),
@@ -425,8 +426,9 @@ fn failed_pushes_tag_nothing() {
         std::fs::write(
             &spec,
             format!(
+                // One file per platform: the steps run in parallel in the same directory.
                 "image: {host}/team/app\ntags: [\"1\"]\nplatforms: [amd64, arm64]\n\
-                 steps:\n  - run: echo hi > hi.txt\nlayers:\n  - files:\n      - {{ src: hi.txt, dest: /hi.txt }}\n"
+                 steps:\n  - run: echo hi > hi-{{arch}}.txt\nlayers:\n  - files:\n      - {{ src: \"hi-{{arch}}.txt\", dest: /hi.txt }}\n"
             ),
         )
         .unwrap();
