@@ -1,4 +1,4 @@
-//! The daemonless multi-arch image builder (issue 5): one pipeline spec, one image per
+//! The daemonless multi-arch image builder: one pipeline spec, one image per
 //! architecture, one index.
 //!
 //! - [`spec`]: `pier.yaml` → [`spec::Spec`], with file:line:field errors, and the

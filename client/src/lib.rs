@@ -1,4 +1,4 @@
-//! Moving images between registries and OCI layouts: the client half of pier (issue 5).
+//! Moving images between registries and OCI layouts: the client half of pier.
 //!
 //! - [`location`]: `HOST/REPO[:TAG|@DIGEST]` and `oci:DIR[:TAG]` references;
 //! - [`store`]: the [`ImageStore`] interface a registry repository ([`registry`], on

@@ -1,4 +1,4 @@
-//! Regression tests for the access-control findings of the security review (issue 16):
+//! Regression tests for the access-control findings of the security review:
 //! each test is named after its finding and reproduces the attack in-process, bounded in
 //! count, with the client's address set as a real connection would set it.
 

@@ -1,4 +1,4 @@
-//! Regression tests for the request-handling findings of the security review (issue 16):
+//! Regression tests for the request-handling findings of the security review:
 //! repeated digests in a manifest, RFC 9110 ranges, and refused manifest bodies that must
 //! be read before the answer so the client sees it.
 

@@ -1,4 +1,4 @@
-//! Access control over HTTP (issue 4): the whole permission matrix of the contract, cell by
+//! Access control over HTTP: the whole permission matrix of the contract, cell by
 //! cell, against a real `pier serve`. Every subject (anonymous, a user without a role, one
 //! user per role, robots, the system admin) × project (public, private) × action is actually
 //! performed as that subject, and the answer and its effect (or that nothing changed, seen

@@ -1,4 +1,4 @@
-//! Access control (issue 4) as the real clients meet it. Users, projects, members and robots
+//! Access control as the real clients meet it. Users, projects, members and robots
 //! are created through the management API as the system admin; then docker, skopeo and Helm
 //! log in as those accounts: what an account may do works, what it may not is refused;
 //! anonymous clients pull from public projects only; and the audit log names who did what.

@@ -1,5 +1,5 @@
 //! Regression tests for the findings of the security review that concern `pier serve` as a
-//! process (issue 16): the data directory's permissions and the warning about the token
+//! process: the data directory's permissions and the warning about the token
 //! realm. The request-level findings are tested in-process in `registry/tests/`.
 
 use std::os::unix::fs::PermissionsExt as _;

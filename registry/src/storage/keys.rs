@@ -1,5 +1,5 @@
-//! Key and value encoding of the sled metadata store, and its schema version. Nothing
-//! outside `sled_meta` sees these bytes.
+//! Key and value encoding of the sled stores (`sled_meta`, `sled_access`), and their schema
+//! version. Nothing outside those two sees these bytes.
 //!
 //! Keys join components with a NUL byte, which no repository name, tag or digest can
 //! contain, so a prefix scan over `repo\0` never strays into `repo/sub\0`.

@@ -147,7 +147,8 @@ impl SledMetaStore {
         Ok(SledMetaStore { t: Arc::new(t) })
     }
 
-    /// The users, projects, robots and audit log kept in the same database.
+    /// The users, projects, members and robots, kept in the same database (the audit log
+    /// has files of its own: `FileAuditLog`).
     pub fn access_store(&self) -> Result<super::SledAccessStore, MetaError> {
         super::SledAccessStore::open(self.t.db.clone())
     }
