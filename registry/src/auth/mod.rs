@@ -533,7 +533,9 @@ impl Auth {
     pub async fn login(&self, name: &str, secret: &str, client: &str) -> Result<Subject, AuthError> {
         let robot = robot_parts(name);
         let well_formed = secret.len() <= MAX_SECRET_BYTES && (robot.is_some() || valid_user_name(name));
-        let mut event = AuditEvent {
+        // Built only when something is recorded: a remembered login (the common case for
+        // clients that send Basic credentials on every request) records nothing.
+        let login_event = || AuditEvent {
             time: now(),
             actor: name.to_owned(),
             actor_kind: if name.starts_with(ROBOT_PREFIX) {
@@ -552,6 +554,7 @@ impl Auth {
             detail: None,
         };
         if !well_formed {
+            let mut event = login_event();
             // The audit sink cuts the name to a bounded length.
             event.detail = Some("malformed credentials".into());
             self.audit.record(event).await;
@@ -564,7 +567,7 @@ impl Auth {
         {
             // Not logged: the log has the lockout itself, once.
             return Err(AuthError::Throttled {
-                retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
+                retry_after: retry_secs(wait),
             });
         }
         if let Some(s) = self.logins.get(name, secret) {
@@ -577,6 +580,7 @@ impl Auth {
             Some((project, short)) => self.check_robot(project, short, secret).await?,
             None => match self.check_user(name, secret, client).await {
                 Err(e @ AuthError::RateLimited { .. }) => {
+                    let mut event = login_event();
                     event.action = AuditAction::LoginThrottled;
                     event.detail = Some(e.to_string());
                     self.audit.record(event).await;
@@ -585,6 +589,7 @@ impl Auth {
                 other => other?,
             },
         };
+        let mut event = login_event();
         match checked {
             Ok(s) => {
                 if robot.is_none() {
@@ -649,7 +654,7 @@ impl Auth {
     ) -> Result<Result<Subject, &'static str>, AuthError> {
         if let Err(wait) = self.limiter.take(client) {
             return Err(AuthError::RateLimited {
-                retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
+                retry_after: retry_secs(wait),
             });
         }
         let user = self.access.user(name).await?;
@@ -837,6 +842,11 @@ impl Auth {
 }
 
 use sha2::Digest as _;
+
+/// A wait as the whole seconds of `Retry-After`, at least one.
+fn retry_secs(wait: Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
+}
 
 fn wrong_credentials(why: &str) -> AuthError {
     AuthError::Unauthenticated {

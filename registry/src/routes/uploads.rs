@@ -181,13 +181,9 @@ async fn append(app: &App, id: UploadId, at: Option<u64>, body: &mut ByteStream)
 /// client's next write would fail before it had read the error.
 async fn drained(result: Result, body: ByteStream) -> Result {
     if result.is_err() {
-        drain(body).await;
+        super::drain(body, DRAIN_LIMIT).await;
     }
     result
-}
-
-async fn drain(body: ByteStream) {
-    super::drain(body, DRAIN_LIMIT).await;
 }
 
 pub(super) async fn patch(app: &App, name: &RepoName, id: &str, headers: &HeaderMap, body: Body) -> Result {
