@@ -1,10 +1,13 @@
 //! The HTTP edge for errors: every domain error becomes an OCI error body here, once.
+//! Store failures split three ways: transient (`503 UNAVAILABLE`, with `Retry-After`), out of
+//! space (`507 INSUFFICIENT_STORAGE`), anything else (`500 UNKNOWN`).
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use pier_oci::{Digest, ErrorCode, NameError, OciError};
 
 use crate::auth::AuthError;
+use crate::limits::STORE_RETRY_AFTER;
 use crate::manifest::ManifestError;
 use crate::storage::{BlobError, Deletion, MetaError};
 
@@ -62,6 +65,13 @@ impl ApiError {
         e.0.cause = Some(cause);
         e
     }
+
+    /// `503 UNAVAILABLE` with `Retry-After`: a store did not answer, and the same request
+    /// may succeed shortly.
+    fn unavailable(cause: String) -> ApiError {
+        ApiError::internal(ErrorCode::Unavailable, cause)
+            .header(header::RETRY_AFTER, STORE_RETRY_AFTER.as_secs().to_string())
+    }
 }
 
 impl From<OciError> for ApiError {
@@ -88,7 +98,8 @@ impl From<BlobError> for ApiError {
             BlobError::DigestMismatch { .. } => ApiError::code(ErrorCode::DigestInvalid).message(e.to_string()),
             BlobError::BodyIncomplete { .. } => ApiError::code(ErrorCode::BlobUploadInvalid).message(e.to_string()),
             BlobError::NoSpace => ApiError::internal(ErrorCode::InsufficientStorage, e.to_string()),
-            BlobError::Io(_) => ApiError::internal(ErrorCode::Unknown, e.to_string()),
+            BlobError::Unavailable(_) => ApiError::unavailable(e.to_string()),
+            BlobError::Io(_) | BlobError::Failed(_) => ApiError::internal(ErrorCode::Unknown, e.to_string()),
         }
     }
 }
@@ -130,7 +141,10 @@ pub(crate) fn deletion(outcome: Deletion, target: DeleteTarget<'_>) -> Result<()
 
 impl From<MetaError> for ApiError {
     fn from(e: MetaError) -> Self {
-        ApiError::internal(ErrorCode::Unknown, e.to_string())
+        match e {
+            MetaError::Unavailable(_) => ApiError::unavailable(e.to_string()),
+            MetaError::Failed(_) | MetaError::Corrupt(_) => ApiError::internal(ErrorCode::Unknown, e.to_string()),
+        }
     }
 }
 

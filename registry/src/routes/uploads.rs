@@ -165,7 +165,7 @@ async fn start_upload(app: &App, caller: &Caller, name: &RepoName, uri: &Uri, bo
 async fn append(app: &App, id: UploadId, at: Option<u64>, body: &mut ByteStream) -> Result<u64> {
     match app.blobs.append(id, at, body).await {
         Ok(size) => Ok(size),
-        Err(e @ (BlobError::NoSpace | BlobError::Io(_))) => {
+        Err(e @ (BlobError::NoSpace | BlobError::Io(_) | BlobError::Failed(_))) => {
             // The store dropped the session's bytes; drop the record too.
             app.meta.delete_upload(id).await?;
             Err(e.into())
