@@ -54,7 +54,7 @@ impl Switch {
                 io::ErrorKind::ConnectionReset,
                 "object store connection lost",
             ))),
-            _ => Err(BlobError::Failed("object store refused the request".into())),
+            _ => Err(BlobError::failed("object store refused the request")),
         }
     }
 }
@@ -212,16 +212,7 @@ async fn flaky_registry() -> (Reg, Arc<Switch>, Arc<Switch>) {
         switch: blob_switch.clone(),
     };
     let registry = Registry::with_stores(Arc::new(blobs), Arc::new(meta), Arc::new(auth));
-    let r = Reg {
-        router: registry.router(),
-        registry,
-        dir,
-    };
-    let p = r
-        .req(Method::POST, "/api/v1/projects", &[], Body::from(r#"{"name":"t"}"#))
-        .await;
-    assert_eq!(p.status, StatusCode::CREATED, "{:?}", p.body);
-    (r, meta_switch, blob_switch)
+    (Reg::with_registry(registry, dir).await, meta_switch, blob_switch)
 }
 
 fn assert_unavailable(resp: &Resp) {

@@ -125,6 +125,11 @@ impl BlobError {
         BlobError::Unavailable(e.into())
     }
 
+    /// [`BlobError::Failed`] from any error.
+    pub fn failed(e: impl Into<BoxError>) -> BlobError {
+        BlobError::Failed(e.into())
+    }
+
     /// Whether the same call may succeed if tried again later.
     pub fn is_transient(&self) -> bool {
         matches!(self, BlobError::Unavailable(_))

@@ -68,6 +68,12 @@ impl Reg {
     pub async fn open_with(dir: tempfile::TempDir, mut config: pier_registry::RegistryConfig) -> Reg {
         config.auth.admin_password = Some(ADMIN_PASSWORD.into());
         let registry = pier_registry::Registry::open_with(dir.path(), config).await.unwrap();
+        Reg::with_registry(registry, dir).await
+    }
+
+    /// A registry built by the test (its admin's password must be the tests' one), with
+    /// project `t`.
+    pub async fn with_registry(registry: pier_registry::Registry, dir: tempfile::TempDir) -> Reg {
         let r = Reg {
             router: registry.router(),
             registry,

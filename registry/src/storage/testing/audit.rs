@@ -64,6 +64,12 @@ async fn all_pages<S: AuditLog + ?Sized>(log: &S, q: &AuditQuery, scan_limit: us
     panic!("pages never end");
 }
 
+/// The times of the events one page of `f` holds.
+async fn times_of<S: AuditLog + ?Sized>(log: &S, f: &AuditQuery) -> Vec<u64> {
+    let page = log.query(f, 1000).await.unwrap();
+    page.events.iter().map(|(_, e)| e.time).collect()
+}
+
 /// Queries answer newest first with ids decreasing, in pages chained by `next`; filters
 /// narrow together; a scan that stops early says where to go on.
 pub async fn pages_and_filters<S: AuditLog + ?Sized>(new: &impl Factory<S>) {
@@ -105,14 +111,7 @@ pub async fn pages_and_filters<S: AuditLog + ?Sized>(new: &impl Factory<S>) {
         action: Some(AuditAction::Push),
         ..q(100)
     };
-    let times: Vec<u64> = log
-        .query(&f, 1000)
-        .await
-        .unwrap()
-        .events
-        .iter()
-        .map(|(_, e)| e.time)
-        .collect();
+    let times = times_of(&*log, &f).await;
     assert_eq!(times, [time(8), time(6)]);
     let f = AuditQuery {
         project: Some("p".into()),
@@ -120,14 +119,7 @@ pub async fn pages_and_filters<S: AuditLog + ?Sized>(new: &impl Factory<S>) {
         until: Some(time(9)),
         ..q(100)
     };
-    let times: Vec<u64> = log
-        .query(&f, 1000)
-        .await
-        .unwrap()
-        .events
-        .iter()
-        .map(|(_, e)| e.time)
-        .collect();
+    let times = times_of(&*log, &f).await;
     assert_eq!(times, [time(6), time(3)]);
 
     // A scan that stops early says where to go on; the pages together hold every match.
