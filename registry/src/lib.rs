@@ -21,6 +21,7 @@ mod log;
 mod manifest;
 mod routes;
 mod server;
+pub mod service;
 mod sessions;
 pub mod storage;
 
@@ -36,6 +37,7 @@ use axum::routing::{any, get};
 pub use auth::{Auth, AuthConfig};
 pub use error::ApiError;
 use routes::App;
+pub use service::Service;
 use storage::{BlobStore, FsBlobStore, MetaError, MetaStore, SledMetaStore};
 
 /// Why a registry could not be opened.
@@ -178,8 +180,8 @@ impl Registry {
             })?;
         let mut registry = Registry::with_stores(Arc::new(blobs), Arc::new(meta), Arc::new(auth));
         sessions::spawn_sweeper(
-            &registry.app.blobs,
-            &registry.app.meta,
+            registry.app.service.blob_store(),
+            registry.app.service.meta_store(),
             config.upload_ttl,
             config.upload_sweep_every,
         );
@@ -190,7 +192,10 @@ impl Registry {
     /// A registry over any stores, with default settings.
     pub fn with_stores(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetaStore>, auth: Arc<Auth>) -> Registry {
         Registry {
-            app: App { blobs, meta, auth },
+            app: App {
+                service: Service::new(blobs, meta),
+                auth,
+            },
             config: Arc::new(RegistryConfig::default()),
         }
     }
@@ -198,6 +203,11 @@ impl Registry {
     /// The settings it was opened with.
     pub fn config(&self) -> &RegistryConfig {
         &self.config
+    }
+
+    /// The registry's operations.
+    pub fn service(&self) -> &Service {
+        &self.app.service
     }
 
     /// Access control.
@@ -222,7 +232,7 @@ impl Registry {
     /// Make all metadata and queued audit events durable.
     pub async fn flush(&self) -> Result<(), MetaError> {
         self.app.auth.audit().sync().await;
-        self.app.meta.flush().await
+        self.app.service.meta_store().flush().await
     }
 }
 

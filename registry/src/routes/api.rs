@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use base64::Engine as _;
 use http_body_util::BodyExt as _;
-use pier_oci::{RepoName, is_path_component};
+use pier_oci::is_path_component;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
@@ -22,7 +22,7 @@ use super::{App, Result, client_addr, param, query};
 use crate::auth::{ADMIN_USER, Action, AuthError, Caller, Grant, ROBOT_GRANTABLE, Role, Subject, Via, now, token};
 use crate::error::ApiError;
 use crate::limits::{
-    AUDIT_PAGE_DEFAULT, AUDIT_PAGE_MAX, AUDIT_SCAN_LIMIT, MAX_API_BODY, MAX_PAGE, MAX_SECRET_BYTES, MAX_USER_NAME,
+    AUDIT_PAGE_DEFAULT, AUDIT_PAGE_MAX, AUDIT_SCAN_LIMIT, MAX_API_BODY, MAX_SECRET_BYTES, MAX_USER_NAME,
     MIN_PASSWORD_LEN,
 };
 use crate::storage::{
@@ -396,61 +396,12 @@ async fn update_project(State(app): State<App>, caller: Caller, Path(project): P
     ok(project_json(&p, None))
 }
 
-/// Every repository of a project.
-async fn project_repos(app: &App, project: &str) -> Result<Vec<RepoName>> {
-    let prefix = format!("{project}/");
-    let mut out = Vec::new();
-    let mut last = prefix.clone();
-    // Every name in the project sorts after "<project>/" and before the next prefix.
-    loop {
-        let page = app.meta.list_repos(Some(&last), MAX_PAGE).await?;
-        let done = page.len() < MAX_PAGE;
-        for r in page {
-            if !r.starts_with(&prefix) {
-                return Ok(out);
-            }
-            last.clone_from(&r);
-            out.push(
-                r.parse()
-                    .map_err(|e: pier_oci::NameError| AuthError::Internal(e.to_string()))?,
-            );
-        }
-        if done {
-            return Ok(out);
-        }
-    }
-}
-
-/// Delete a project that holds no manifests. Its repositories' leftovers (blob links of
-/// repositories whose manifests were all deleted, upload sessions) go with it, so a
-/// project created later under the same name starts empty.
+/// Delete a project that holds no manifests (the rules: `Service::delete_project`).
 async fn delete_project(State(app): State<App>, caller: Caller, Path(project): Path<String>) -> Result {
     project_for(&app, &caller, &project, Action::DeleteProject).await?;
-    let repos = project_repos(&app, &project).await?;
-    let mut full = Vec::new();
-    for r in &repos {
-        if app.meta.has_manifests(r).await? {
-            full.push(r.to_string());
-        }
-    }
-    if !full.is_empty() {
-        const SHOWN: usize = 20;
-        let more = if full.len() > SHOWN { ", …" } else { "" };
-        return Err(AuthError::Conflict(format!(
-            "project {project} still holds {} repositories with images: {}{more}; delete their manifests first",
-            full.len(),
-            full[..full.len().min(SHOWN)].join(", ")
-        ))
-        .into());
-    }
-    for r in &repos {
-        app.meta.delete_repository(r).await?;
-    }
-    if !app.auth.access().delete_project(&project).await? {
+    if !app.service.delete_project(&project, app.auth.access()).await? {
         return Err(AuthError::NotFound(format!("project {project} does not exist")).into());
     }
-    // After the project is gone no new session can open in it, so none survives this.
-    crate::sessions::drop_project_sessions(&*app.blobs, &*app.meta, &project).await?;
     app.auth.credentials_changed();
     record_event(&app, &caller, AuditAction::ProjectDelete, Some(&project), None).await;
     no_content()
