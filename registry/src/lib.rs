@@ -16,6 +16,7 @@
 
 pub mod auth;
 mod error;
+mod extend;
 pub mod limits;
 mod log;
 mod manifest;
@@ -36,6 +37,7 @@ use axum::routing::{any, get};
 
 pub use auth::{Auth, AuthConfig};
 pub use error::ApiError;
+pub use extend::Context;
 use routes::App;
 pub use service::Service;
 use storage::{BlobStore, FsBlobStore, MetaError, MetaStore, SledMetaStore};
@@ -128,6 +130,7 @@ impl Default for RegistryConfig {
 pub struct Registry {
     app: App,
     config: Arc<RegistryConfig>,
+    mounted: Vec<Router>,
 }
 
 impl Registry {
@@ -197,6 +200,7 @@ impl Registry {
                 auth,
             },
             config: Arc::new(RegistryConfig::default()),
+            mounted: Vec::new(),
         }
     }
 
@@ -215,17 +219,38 @@ impl Registry {
         &self.app.auth
     }
 
+    /// What routes of other crates work with (see [`Registry::mount`]).
+    pub fn context(&self) -> Context {
+        Context {
+            service: self.app.service.clone(),
+            auth: self.app.auth.clone(),
+            config: self.config.clone(),
+        }
+    }
+
+    /// Serve `routes` beside the registry's own, behind the same request log (build them
+    /// over [`Registry::context`]). Their paths must not overlap the registry's
+    /// (`/v2`, `/service/token`, `/api/v1`, `/healthz`): [`Registry::router`] panics on an
+    /// overlap, as axum does, when the server is set up.
+    pub fn mount(mut self, routes: Router) -> Registry {
+        self.mounted.push(routes);
+        self
+    }
+
     /// The HTTP API: `/v2/…`, `/service/token`, `/api/v1/…` and `/healthz`, with the
-    /// request log.
+    /// mounted routes and the request log.
     pub fn router(&self) -> Router {
-        Router::new()
+        let own = Router::new()
             .route("/healthz", get(|| async { "ok" }))
             .route("/v2", any(routes::dispatch))
             .route("/v2/", any(routes::dispatch))
             .route("/v2/{*rest}", any(routes::dispatch))
             .route("/service/token", get(routes::token::get).post(routes::token::post))
             .nest("/api/v1", routes::api::router())
-            .with_state(self.app.clone())
+            .with_state(self.app.clone());
+        self.mounted
+            .iter()
+            .fold(own, |all, routes| all.merge(routes.clone()))
             .layer(axum::middleware::from_fn(log::access_log))
     }
 

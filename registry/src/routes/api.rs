@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use sha2::Digest as _;
 
 use super::{App, Result, client_addr, param, query};
-use crate::auth::{ADMIN_USER, Action, AuthError, Caller, Grant, ROBOT_GRANTABLE, Role, Subject, Via, now, token};
+use crate::auth::{ADMIN_USER, Action, AuthError, Caller, Grant, Role, Subject, Via, now, token};
 use crate::error::ApiError;
 use crate::limits::{
     AUDIT_PAGE_DEFAULT, AUDIT_PAGE_MAX, AUDIT_SCAN_LIMIT, MAX_API_BODY, MAX_SECRET_BYTES, MAX_USER_NAME,
@@ -74,7 +74,7 @@ impl FromRequestParts<App> for Caller {
         // over projects, members, users or robots.
         if let Via::Token(_) = caller.via {
             return Err(AuthError::Unauthenticated {
-                challenge: "Basic realm=\"pier\"".into(),
+                challenge: crate::auth::BASIC_CHALLENGE.into(),
                 message: "the management API takes Basic credentials, not registry tokens".into(),
             }
             .into());
@@ -130,7 +130,7 @@ async fn body<T: DeserializeOwned>(body: Body) -> Result<T> {
 fn deny(caller: &Caller, message: String) -> ApiError {
     match caller.subject {
         Subject::Anonymous => AuthError::Unauthenticated {
-            challenge: "Basic realm=\"pier\"".into(),
+            challenge: crate::auth::BASIC_CHALLENGE.into(),
             message: "authentication required".into(),
         },
         _ => AuthError::Denied(message),
@@ -156,14 +156,7 @@ fn require_user(caller: &Caller) -> Result<String> {
 }
 
 fn check_project_name(name: &str) -> Result<()> {
-    if is_path_component(name) {
-        Ok(())
-    } else {
-        Err(AuthError::InvalidName(format!(
-            "invalid project name {name:?}: use lowercase letters, digits and single separators (. _ __ -), as in a repository path component"
-        ))
-        .into())
-    }
+    Ok(crate::auth::check_project_name(name)?)
 }
 
 fn check_user_name(name: &str) -> Result<()> {
@@ -191,16 +184,7 @@ fn check_password(p: &str) -> Result<()> {
 /// The project, if the caller may do `action` in it. A project that does not exist looks
 /// like one the caller may not see, except to system admins.
 async fn project_for(app: &App, caller: &Caller, name: &str, action: Action) -> Result<(ProjectRecord, Grant)> {
-    check_project_name(name)?;
-    let (p, g) = app.auth.grant(&caller.subject, name).await?;
-    match p {
-        Some(p) if g.has(action) => Ok((p, g)),
-        None if caller.subject.is_admin() => Err(AuthError::NotFound(format!("project {name} does not exist")).into()),
-        _ => Err(deny(
-            caller,
-            format!("{} may not {action} in project {name}", caller.subject.actor()),
-        )),
-    }
+    Ok(app.auth.check_project(caller, name, action).await?)
 }
 
 async fn record_event(app: &App, caller: &Caller, action: AuditAction, project: Option<&str>, target: Option<&str>) {
@@ -479,8 +463,8 @@ fn new_secret() -> Result<(String, String)> {
 }
 
 fn check_permissions(perms: &[Action]) -> Result<()> {
-    if let Some(bad) = perms.iter().find(|a| !ROBOT_GRANTABLE.has(**a)) {
-        let allowed: Vec<&str> = ROBOT_GRANTABLE.actions().iter().map(|a| a.name()).collect();
+    if let Some(bad) = perms.iter().find(|a| !Grant::robot_grantable().has(**a)) {
+        let allowed: Vec<&str> = Grant::robot_grantable().actions().iter().map(|a| a.name()).collect();
         return Err(AuthError::BadRequest(format!(
             "permissions: {bad} cannot be given to a robot; allowed: {}",
             allowed.join(", ")
@@ -792,6 +776,6 @@ mod tests {
         let roles = doc["components"]["schemas"]["Role"]["enum"].as_array().unwrap();
         assert_eq!(roles.len(), Role::ALL.len());
         let perms = doc["components"]["schemas"]["Permission"]["enum"].as_array().unwrap();
-        assert_eq!(perms.len(), ROBOT_GRANTABLE.actions().len());
+        assert_eq!(perms.len(), Grant::robot_grantable().actions().len());
     }
 }
