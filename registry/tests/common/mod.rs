@@ -173,6 +173,66 @@ impl Reg {
     }
 }
 
+/// The management API, as anyone or as the admin.
+impl Reg {
+    pub async fn api(&self, method: Method, path: &str, auth: &str, body: Value) -> Resp {
+        let body = if body.is_null() {
+            Body::empty()
+        } else {
+            Body::from(body.to_string())
+        };
+        self.req(method, &format!("/api/v1{path}"), &[("authorization", auth)], body)
+            .await
+    }
+
+    pub async fn admin(&self, method: Method, path: &str, body: Value) -> Resp {
+        let r = self.api(method, path, &basic("admin", ADMIN_PASSWORD), body).await;
+        assert!(r.status.is_success(), "{path}: {} {:?}", r.status, r.body);
+        r
+    }
+
+    /// A user with a role in a project (created when missing).
+    pub async fn user(&self, name: &str, project: &str, role: &str) -> String {
+        let pw = format!("{name}-password");
+        let r = self
+            .api(
+                Method::POST,
+                "/users",
+                &basic("admin", ADMIN_PASSWORD),
+                json!({ "name": name, "password": pw }),
+            )
+            .await;
+        assert!(r.status == StatusCode::CREATED || r.status == StatusCode::CONFLICT);
+        self.admin(
+            Method::POST,
+            &format!("/projects/{project}/members"),
+            json!({ "user": name, "role": role }),
+        )
+        .await;
+        basic(name, &pw)
+    }
+
+    pub async fn robot(&self, project: &str, name: &str, perms: &[&str]) -> (String, String) {
+        let r = self
+            .admin(
+                Method::POST,
+                &format!("/projects/{project}/robots"),
+                json!({ "name": name, "permissions": perms }),
+            )
+            .await
+            .json();
+        (
+            r["name"].as_str().unwrap().to_owned(),
+            r["secret"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    pub async fn project(&self, name: &str, public: bool) {
+        self.admin(Method::POST, "/projects", json!({ "name": name, "public": public }))
+            .await;
+    }
+}
+
 pub fn desc(media_type: &str, d: &Digest, size: usize) -> Value {
     json!({ "mediaType": media_type, "digest": d.to_string(), "size": size })
 }
