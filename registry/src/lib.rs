@@ -18,6 +18,7 @@ pub mod auth;
 mod error;
 pub mod limits;
 mod log;
+pub mod management;
 mod manifest;
 mod routes;
 mod server;
