@@ -293,7 +293,7 @@ struct AuditArgs {
     limit: Option<u32>,
     /// Only events older than this id (the cursor the previous page ended at)
     #[arg(long, value_name = "ID")]
-    before: Option<i64>,
+    before: Option<u64>,
     #[arg(long, help = format!("Follow the pages to the end (at most {} pages)", admin::AUDIT_MAX_PAGES))]
     all: bool,
 }

@@ -19,6 +19,7 @@ mod error;
 mod extend;
 pub mod limits;
 mod log;
+pub mod management;
 mod manifest;
 mod routes;
 mod server;
