@@ -161,8 +161,8 @@ fn unknown_keys_are_named() {
     assert!(e.contains("storage") && e.contains("root"), "{e}");
     let e = file_error("[storage]\nbackend = \"s3\"\n");
     assert!(e.contains("storage") && e.contains("unknown variant `s3`"), "{e}");
-    let e = file_error("[metrics]\nenabled = true\n");
-    assert!(e.contains("unknown field `metrics`"), "{e}");
+    let e = file_error("[webhooks]\nurl = \"http://x\"\n");
+    assert!(e.contains("unknown field `webhooks`"), "{e}");
 }
 
 #[test]
@@ -261,5 +261,31 @@ fn readme_table_matches_the_keys() {
         "README.md's configuration table is out of date.\n- in README only:\n{}\n+ from KEYS:\n{}\nRegenerate: UPDATE_README=1 cargo test -p pier-registry --lib config::tests::readme_table",
         extra.join("\n"),
         missing.join("\n")
+    );
+}
+
+/// `Registry::open_config` opens under `data_dir` and hands the top-level `public_url` to
+/// access control: challenges name it, whatever Host the request sends.
+#[tokio::test]
+async fn open_config_uses_data_dir_and_public_url() {
+    use tower::ServiceExt as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = RegistryConfig {
+        data_dir: dir.path().join("data"),
+        public_url: Some("https://registry.example.com".into()),
+        ..Default::default()
+    };
+    let registry = crate::Registry::open_config(&config).await.unwrap();
+    assert!(dir.path().join("data/meta").is_dir());
+    let request = axum::http::Request::get("/v2/")
+        .header("host", "attacker.example")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = registry.router().oneshot(request).await.unwrap();
+    let challenge = response.headers()["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.contains("realm=\"https://registry.example.com/service/token\""),
+        "{challenge}"
     );
 }
