@@ -193,7 +193,7 @@ fn role_parser() -> impl TypedValueParser<Value = Role> {
 
 /// The permissions a robot can be given, from the server's matrix.
 fn permission_parser() -> impl TypedValueParser<Value = Permission> {
-    let grantable = pier_registry::auth::ROBOT_GRANTABLE.actions();
+    let grantable = pier_registry::auth::Grant::robot_grantable().actions();
     clap::builder::PossibleValuesParser::new(grantable.into_iter().map(|a| a.name()))
         .map(|s| s.parse::<Permission>().expect("a listed permission parses"))
 }

@@ -18,11 +18,13 @@ pub mod auth;
 mod backends;
 pub mod config;
 mod error;
+mod extend;
 pub mod limits;
 mod log;
 mod manifest;
 mod routes;
 mod server;
+pub mod service;
 mod sessions;
 pub mod storage;
 
@@ -37,7 +39,9 @@ use axum::routing::{any, get};
 pub use auth::{Auth, AuthConfig};
 pub use config::{ConnectionLimits, MetadataConfig, RegistryConfig, StorageConfig, UploadConfig};
 pub use error::ApiError;
+pub use extend::Context;
 use routes::App;
+pub use service::Service;
 use storage::{BlobStore, MetaError, MetaStore};
 
 /// Why a registry could not be opened.
@@ -77,6 +81,7 @@ pub enum OpenError {
 pub struct Registry {
     app: App,
     config: Arc<RegistryConfig>,
+    mounted: Vec<Router>,
 }
 
 impl Registry {
@@ -126,8 +131,8 @@ impl Registry {
             })?;
         let mut registry = Registry::with_stores(stores.blobs, stores.meta, Arc::new(auth));
         sessions::spawn_sweeper(
-            &registry.app.blobs,
-            &registry.app.meta,
+            registry.app.service.blob_store(),
+            registry.app.service.meta_store(),
             config.uploads.ttl,
             config.uploads.sweep_every,
         );
@@ -138,8 +143,12 @@ impl Registry {
     /// A registry over any stores, with default settings.
     pub fn with_stores(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetaStore>, auth: Arc<Auth>) -> Registry {
         Registry {
-            app: App { blobs, meta, auth },
+            app: App {
+                service: Service::new(blobs, meta),
+                auth,
+            },
             config: Arc::new(RegistryConfig::default()),
+            mounted: Vec::new(),
         }
     }
 
@@ -148,29 +157,55 @@ impl Registry {
         &self.config
     }
 
+    /// The registry's operations.
+    pub fn service(&self) -> &Service {
+        &self.app.service
+    }
+
     /// Access control.
     pub fn auth(&self) -> &Auth {
         &self.app.auth
     }
 
+    /// What routes of other crates work with (see [`Registry::mount`]).
+    pub fn context(&self) -> Context {
+        Context {
+            service: self.app.service.clone(),
+            auth: self.app.auth.clone(),
+            config: self.config.clone(),
+        }
+    }
+
+    /// Serve `routes` beside the registry's own, behind the same request log (build them
+    /// over [`Registry::context`]). Their paths must not overlap the registry's
+    /// (`/v2`, `/service/token`, `/api/v1`, `/healthz`): [`Registry::router`] panics on an
+    /// overlap, as axum does, when the server is set up.
+    pub fn mount(mut self, routes: Router) -> Registry {
+        self.mounted.push(routes);
+        self
+    }
+
     /// The HTTP API: `/v2/…`, `/service/token`, `/api/v1/…` and `/healthz`, with the
-    /// request log.
+    /// mounted routes and the request log.
     pub fn router(&self) -> Router {
-        Router::new()
+        let own = Router::new()
             .route("/healthz", get(|| async { "ok" }))
             .route("/v2", any(routes::dispatch))
             .route("/v2/", any(routes::dispatch))
             .route("/v2/{*rest}", any(routes::dispatch))
             .route("/service/token", get(routes::token::get).post(routes::token::post))
             .nest("/api/v1", routes::api::router())
-            .with_state(self.app.clone())
+            .with_state(self.app.clone());
+        self.mounted
+            .iter()
+            .fold(own, |all, routes| all.merge(routes.clone()))
             .layer(axum::middleware::from_fn(log::access_log))
     }
 
     /// Make all metadata and queued audit events durable.
     pub async fn flush(&self) -> Result<(), MetaError> {
         self.app.auth.audit().sync().await;
-        self.app.meta.flush().await
+        self.app.service.meta_store().flush().await
     }
 }
 

@@ -19,7 +19,10 @@ use pier_oci::{RepoName, is_path_component};
 
 pub use audit::AuditSink;
 pub use ipnet::IpNet;
-pub use matrix::{Action, Grant, PUBLIC, ROBOT_GRANTABLE, Role};
+pub use matrix::{Action, ActionSpec, Grant, MAX_ACTIONS, RegisterError, Role};
+
+/// The challenge of routes that take account credentials (the management API, extensions).
+pub const BASIC_CHALLENGE: &str = "Basic realm=\"pier\"";
 use throttle::{AddressLimiter, Failure, Throttle};
 use token::{Access, Claims, Scope, TokenKeys};
 
@@ -251,6 +254,17 @@ pub fn valid_user_name(name: &str) -> bool {
         && b[0].is_ascii_alphanumeric()
         && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-' | b'@'))
+}
+
+/// A project's name is one repository path component (`a-z0-9` with single separators).
+pub fn check_project_name(name: &str) -> Result<(), AuthError> {
+    if pier_oci::is_path_component(name) {
+        Ok(())
+    } else {
+        Err(AuthError::InvalidName(format!(
+            "invalid project name {name:?}: use lowercase letters, digits and single separators (. _ __ -), as in a repository path component"
+        )))
+    }
 }
 
 /// `robot$<project>+<name>` → (project, name), when both follow the path-component grammar.
@@ -693,7 +707,7 @@ impl Auth {
         let Some(p) = self.access.project(project).await? else {
             return Ok((None, Grant::NONE));
         };
-        let public = if p.public { PUBLIC } else { Grant::NONE };
+        let public = if p.public { Grant::public() } else { Grant::NONE };
         let g = match subject {
             Subject::Anonymous => public,
             Subject::User { admin: true, .. } => Grant::all(),
@@ -746,6 +760,34 @@ impl Auth {
             _ => format!("{} may not {} in {repo}", caller.subject.actor(), action),
         };
         Err(self.refuse(caller, Some(challenge_scope(repo, action)), message))
+    }
+
+    /// Whether the caller may do `action` in `project`, for routes about a project rather
+    /// than a repository (the management API, extensions' routes): anonymous callers are
+    /// asked for Basic credentials, others refused; the admin learns that the project does
+    /// not exist.
+    pub async fn check_project(
+        &self,
+        caller: &Caller,
+        project: &str,
+        action: Action,
+    ) -> Result<(ProjectRecord, Grant), AuthError> {
+        check_project_name(project)?;
+        let (p, g) = self.grant(&caller.subject, project).await?;
+        match p {
+            Some(p) if g.has(action) => Ok((p, g)),
+            None if caller.subject.is_admin() => Err(AuthError::NotFound(format!("project {project} does not exist"))),
+            _ => Err(match caller.subject {
+                Subject::Anonymous => AuthError::Unauthenticated {
+                    challenge: BASIC_CHALLENGE.into(),
+                    message: "authentication required".into(),
+                },
+                _ => AuthError::Denied(format!(
+                    "{} may not {action} in project {project}",
+                    caller.subject.actor()
+                )),
+            }),
+        }
     }
 
     /// 401 with a challenge for anonymous callers (they may succeed with credentials), 403
@@ -858,7 +900,7 @@ fn retry_secs(wait: Duration) -> u64 {
 
 fn wrong_credentials(why: &str) -> AuthError {
     AuthError::Unauthenticated {
-        challenge: "Basic realm=\"pier\"".into(),
+        challenge: BASIC_CHALLENGE.into(),
         message: why.to_owned(),
     }
 }

@@ -12,17 +12,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use base64::Engine as _;
 use http_body_util::BodyExt as _;
-use pier_oci::{RepoName, is_path_component};
+use pier_oci::is_path_component;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
 use super::{App, Result, client_addr, param, query};
-use crate::auth::{ADMIN_USER, Action, AuthError, Caller, Grant, ROBOT_GRANTABLE, Role, Subject, Via, now, token};
+use crate::auth::{ADMIN_USER, Action, AuthError, Caller, Grant, Role, Subject, Via, now, token};
 use crate::error::ApiError;
 use crate::limits::{
-    AUDIT_PAGE_DEFAULT, AUDIT_PAGE_MAX, AUDIT_SCAN_LIMIT, MAX_API_BODY, MAX_PAGE, MAX_SECRET_BYTES, MAX_USER_NAME,
+    AUDIT_PAGE_DEFAULT, AUDIT_PAGE_MAX, AUDIT_SCAN_LIMIT, MAX_API_BODY, MAX_SECRET_BYTES, MAX_USER_NAME,
     MIN_PASSWORD_LEN,
 };
 use crate::storage::{
@@ -74,7 +74,7 @@ impl FromRequestParts<App> for Caller {
         // over projects, members, users or robots.
         if let Via::Token(_) = caller.via {
             return Err(AuthError::Unauthenticated {
-                challenge: "Basic realm=\"pier\"".into(),
+                challenge: crate::auth::BASIC_CHALLENGE.into(),
                 message: "the management API takes Basic credentials, not registry tokens".into(),
             }
             .into());
@@ -130,7 +130,7 @@ async fn body<T: DeserializeOwned>(body: Body) -> Result<T> {
 fn deny(caller: &Caller, message: String) -> ApiError {
     match caller.subject {
         Subject::Anonymous => AuthError::Unauthenticated {
-            challenge: "Basic realm=\"pier\"".into(),
+            challenge: crate::auth::BASIC_CHALLENGE.into(),
             message: "authentication required".into(),
         },
         _ => AuthError::Denied(message),
@@ -156,14 +156,7 @@ fn require_user(caller: &Caller) -> Result<String> {
 }
 
 fn check_project_name(name: &str) -> Result<()> {
-    if is_path_component(name) {
-        Ok(())
-    } else {
-        Err(AuthError::InvalidName(format!(
-            "invalid project name {name:?}: use lowercase letters, digits and single separators (. _ __ -), as in a repository path component"
-        ))
-        .into())
-    }
+    Ok(crate::auth::check_project_name(name)?)
 }
 
 fn check_user_name(name: &str) -> Result<()> {
@@ -191,16 +184,7 @@ fn check_password(p: &str) -> Result<()> {
 /// The project, if the caller may do `action` in it. A project that does not exist looks
 /// like one the caller may not see, except to system admins.
 async fn project_for(app: &App, caller: &Caller, name: &str, action: Action) -> Result<(ProjectRecord, Grant)> {
-    check_project_name(name)?;
-    let (p, g) = app.auth.grant(&caller.subject, name).await?;
-    match p {
-        Some(p) if g.has(action) => Ok((p, g)),
-        None if caller.subject.is_admin() => Err(AuthError::NotFound(format!("project {name} does not exist")).into()),
-        _ => Err(deny(
-            caller,
-            format!("{} may not {action} in project {name}", caller.subject.actor()),
-        )),
-    }
+    Ok(app.auth.check_project(caller, name, action).await?)
 }
 
 async fn record_event(app: &App, caller: &Caller, action: AuditAction, project: Option<&str>, target: Option<&str>) {
@@ -396,61 +380,12 @@ async fn update_project(State(app): State<App>, caller: Caller, Path(project): P
     ok(project_json(&p, None))
 }
 
-/// Every repository of a project.
-async fn project_repos(app: &App, project: &str) -> Result<Vec<RepoName>> {
-    let prefix = format!("{project}/");
-    let mut out = Vec::new();
-    let mut last = prefix.clone();
-    // Every name in the project sorts after "<project>/" and before the next prefix.
-    loop {
-        let page = app.meta.list_repos(Some(&last), MAX_PAGE).await?;
-        let done = page.len() < MAX_PAGE;
-        for r in page {
-            if !r.starts_with(&prefix) {
-                return Ok(out);
-            }
-            last.clone_from(&r);
-            out.push(
-                r.parse()
-                    .map_err(|e: pier_oci::NameError| AuthError::Internal(e.to_string()))?,
-            );
-        }
-        if done {
-            return Ok(out);
-        }
-    }
-}
-
-/// Delete a project that holds no manifests. Its repositories' leftovers (blob links of
-/// repositories whose manifests were all deleted, upload sessions) go with it, so a
-/// project created later under the same name starts empty.
+/// Delete a project that holds no manifests (the rules: `Service::delete_project`).
 async fn delete_project(State(app): State<App>, caller: Caller, Path(project): Path<String>) -> Result {
     project_for(&app, &caller, &project, Action::DeleteProject).await?;
-    let repos = project_repos(&app, &project).await?;
-    let mut full = Vec::new();
-    for r in &repos {
-        if app.meta.has_manifests(r).await? {
-            full.push(r.to_string());
-        }
-    }
-    if !full.is_empty() {
-        const SHOWN: usize = 20;
-        let more = if full.len() > SHOWN { ", …" } else { "" };
-        return Err(AuthError::Conflict(format!(
-            "project {project} still holds {} repositories with images: {}{more}; delete their manifests first",
-            full.len(),
-            full[..full.len().min(SHOWN)].join(", ")
-        ))
-        .into());
-    }
-    for r in &repos {
-        app.meta.delete_repository(r).await?;
-    }
-    if !app.auth.access().delete_project(&project).await? {
+    if !app.service.delete_project(&project, app.auth.access()).await? {
         return Err(AuthError::NotFound(format!("project {project} does not exist")).into());
     }
-    // After the project is gone no new session can open in it, so none survives this.
-    crate::sessions::drop_project_sessions(&*app.blobs, &*app.meta, &project).await?;
     app.auth.credentials_changed();
     record_event(&app, &caller, AuditAction::ProjectDelete, Some(&project), None).await;
     no_content()
@@ -528,8 +463,8 @@ fn new_secret() -> Result<(String, String)> {
 }
 
 fn check_permissions(perms: &[Action]) -> Result<()> {
-    if let Some(bad) = perms.iter().find(|a| !ROBOT_GRANTABLE.has(**a)) {
-        let allowed: Vec<&str> = ROBOT_GRANTABLE.actions().iter().map(|a| a.name()).collect();
+    if let Some(bad) = perms.iter().find(|a| !Grant::robot_grantable().has(**a)) {
+        let allowed: Vec<&str> = Grant::robot_grantable().actions().iter().map(|a| a.name()).collect();
         return Err(AuthError::BadRequest(format!(
             "permissions: {bad} cannot be given to a robot; allowed: {}",
             allowed.join(", ")
@@ -841,6 +776,6 @@ mod tests {
         let roles = doc["components"]["schemas"]["Role"]["enum"].as_array().unwrap();
         assert_eq!(roles.len(), Role::ALL.len());
         let perms = doc["components"]["schemas"]["Permission"]["enum"].as_array().unwrap();
-        assert_eq!(perms.len(), ROBOT_GRANTABLE.actions().len());
+        assert_eq!(perms.len(), Grant::robot_grantable().actions().len());
     }
 }
