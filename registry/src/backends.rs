@@ -1,11 +1,16 @@
 //! The one place that turns the configured backends into stores: adding a backend is an
 //! arm here and one in its config enum.
 
+use std::io;
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::OpenError;
 use crate::config::{MetadataConfig, RegistryConfig, StorageConfig};
-use crate::storage::{AccessStore, AuditLog, BlobStore, FileAuditLog, FsBlobStore, MetaStore, SledMetaStore};
+use crate::storage::{
+    self, AccessStore, AuditLog, BlobStore, FileAuditLog, FsBlobStore, MemoryAccessStore, MemoryAuditLog,
+    MemoryBlobStore, MemoryMetaStore, MetaError, MetaStore, SledMetaStore,
+};
 
 /// The stores a registry runs on.
 pub(crate) struct Stores {
@@ -23,14 +28,12 @@ pub(crate) fn open(config: &RegistryConfig) -> Result<Stores, OpenError> {
             path: data_dir.display().to_string(),
             source,
         })?),
+        StorageConfig::Memory {} => Arc::new(MemoryBlobStore::new()),
     };
     let (meta, access, audit): (Arc<dyn MetaStore>, Arc<dyn AccessStore>, Arc<dyn AuditLog>) = match config.metadata {
         MetadataConfig::Sled {} => {
-            let meta_error = |dir: &std::path::Path| {
-                let path = dir.display().to_string();
-                move |source| OpenError::Meta { path, source }
-            };
             let meta_dir = data_dir.join("meta");
+            private_tree(&meta_dir).map_err(|e| meta_error(&meta_dir)(MetaError::failed(e)))?;
             let meta = SledMetaStore::open(&meta_dir).map_err(meta_error(&meta_dir))?;
             let access = meta.access_store().map_err(meta_error(&meta_dir))?;
             let audit_dir = data_dir.join("audit");
@@ -38,6 +41,11 @@ pub(crate) fn open(config: &RegistryConfig) -> Result<Stores, OpenError> {
             let audit = FileAuditLog::open_with_segments(&audit_dir, segments).map_err(meta_error(&audit_dir))?;
             (Arc::new(meta), Arc::new(access), Arc::new(audit))
         }
+        MetadataConfig::Memory {} => (
+            Arc::new(MemoryMetaStore::new()),
+            Arc::new(MemoryAccessStore::new()),
+            Arc::new(MemoryAuditLog::new()),
+        ),
     };
     Ok(Stores {
         blobs,
@@ -45,4 +53,30 @@ pub(crate) fn open(config: &RegistryConfig) -> Result<Stores, OpenError> {
         access,
         audit,
     })
+}
+
+fn meta_error(dir: &Path) -> impl FnOnce(MetaError) -> OpenError {
+    let path = dir.display().to_string();
+    move |source| OpenError::Meta { path, source }
+}
+
+/// Make `dir` and everything in it private: sled creates its files with the process's
+/// umask, and a database opened before pier set its own may have left them open.
+fn private_tree(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    storage::private_dir(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
+            let is_dir = entry.file_type()?.is_dir();
+            let want = if is_dir { 0o700 } else { 0o600 };
+            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(want))?;
+            if is_dir {
+                todo.push(entry.path());
+            }
+        }
+    }
+    Ok(())
 }

@@ -133,6 +133,8 @@ impl Default for ConnectionLimits {
 pub enum StorageConfig {
     /// Files under the data directory (`DATA/blobs`, `DATA/uploads`).
     Fs {},
+    /// In memory: gone when the process ends (tests, embedding).
+    Memory {},
 }
 
 impl Default for StorageConfig {
@@ -148,6 +150,8 @@ impl Default for StorageConfig {
 pub enum MetadataConfig {
     /// sled under `DATA/meta`, the audit log as files under `DATA/audit`.
     Sled {},
+    /// In memory: gone when the process ends (tests, embedding).
+    Memory {},
 }
 
 impl Default for MetadataConfig {
@@ -435,14 +439,14 @@ pub const KEYS: &[Key] = &[
         "PIER_STORAGE_BACKEND",
         "storage-backend",
         Kind::Text("NAME"),
-        "where blobs are kept: `fs` (files under the data directory)",
+        "where blobs are kept: `fs` (files under the data directory) or `memory` (lost at exit)",
     ),
     Key::new(
         "metadata.backend",
         "PIER_METADATA_BACKEND",
         "metadata-backend",
         Kind::Text("NAME"),
-        "where metadata, accounts and the audit log are kept: `sled` (under the data directory)",
+        "where metadata, accounts and the audit log are kept: `sled` (under the data directory) or `memory` (lost at exit)",
     ),
 ];
 

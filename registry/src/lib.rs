@@ -210,8 +210,7 @@ impl Registry {
 }
 
 /// Create the data directory readable by its owner only, or warn when an existing one is
-/// readable by others; make the metadata database's directory and files private as well
-/// (sled creates its files with the process's umask).
+/// readable by others.
 fn secure_data_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
     storage::private_dir(dir)?;
@@ -223,32 +222,7 @@ fn secure_data_dir(dir: &Path) -> io::Result<()> {
             "the data directory is accessible to other local users; it holds password hashes, audit records and private images: chmod 700 it"
         );
     }
-    let meta = dir.join("meta");
-    storage::private_dir(&meta)?;
-    std::fs::set_permissions(&meta, std::fs::Permissions::from_mode(0o700))?;
-    for entry in walk(&meta)? {
-        let is_dir = entry.is_dir();
-        let want = if is_dir { 0o700 } else { 0o600 };
-        std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(want))?;
-    }
     Ok(())
-}
-
-/// Every path below `dir`.
-fn walk(dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for entry in std::fs::read_dir(&d)? {
-            let entry = entry?;
-            let path = entry.path();
-            if entry.file_type()?.is_dir() {
-                todo.push(path.clone());
-            }
-            out.push(path);
-        }
-    }
-    Ok(out)
 }
 
 /// Serve `registry` on `listener` until `shutdown` resolves, then let in-flight requests

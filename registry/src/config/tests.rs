@@ -289,3 +289,32 @@ async fn open_config_uses_data_dir_and_public_url() {
         "{challenge}"
     );
 }
+
+/// The memory backends leave nothing under the data directory but the token signing key.
+#[tokio::test]
+async fn memory_backends_keep_nothing_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = load_with(
+        None,
+        &[
+            ("PIER_DATA_DIR", dir.path().to_str().unwrap()),
+            ("PIER_STORAGE_BACKEND", "memory"),
+            ("PIER_METADATA_BACKEND", "memory"),
+            ("PIER_ADMIN_PASSWORD", "first-Secret-1"),
+        ],
+    )
+    .unwrap()
+    .config;
+    assert_eq!(
+        (&config.storage, &config.metadata),
+        (&StorageConfig::Memory {}, &MetadataConfig::Memory {})
+    );
+    let registry = crate::Registry::open_config(&config).await.unwrap();
+    registry.flush().await.unwrap();
+    let mut names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, [crate::auth::token::KEY_FILE]);
+}
