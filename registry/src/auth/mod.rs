@@ -42,23 +42,31 @@ pub const DEFAULT_PROJECT: &str = "library";
 /// Where the generated first admin password is written when none is given.
 pub const INITIAL_PASSWORD_FILE: &str = "initial-admin-password";
 
-/// Settings of access control.
-#[derive(Debug, Clone)]
+/// Settings of access control: `[auth]` in the config file.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// Lifetime of issued tokens.
+    #[serde(rename = "token_ttl_secs", with = "crate::config::secs")]
     pub token_ttl: Duration,
     /// Audit retention in days; 0 keeps everything.
     pub audit_retention_days: u64,
     /// Cap on the audit log's size on disk; the oldest segments are dropped to stay under
     /// it (0: no cap).
+    #[serde(rename = "audit_max_mb", with = "crate::config::mib")]
     pub audit_max_bytes: u64,
     /// Proxies whose `X-Forwarded-For` (or `Forwarded`) header names the client. Anyone
     /// else's is ignored: the peer address is the client.
+    #[serde(with = "crate::config::nets")]
     pub trusted_proxies: Vec<IpNet>,
-    /// The first admin password (used on first start only).
+    /// The first admin password (used on first start only). Never written out.
+    #[serde(skip_serializing)]
     pub admin_password: Option<String>,
     /// The registry's external URL (e.g. `https://registry.example.com`), for the token
-    /// realm in challenges. Without it the realm is built from the request's `Host`.
+    /// realm in challenges. Without it the realm is built from the request's `Host`. Not a
+    /// key of `[auth]`: [`crate::Registry::open_config`] sets it from the top-level
+    /// [`crate::RegistryConfig::public_url`].
+    #[serde(skip)]
     pub public_url: Option<String>,
 }
 
