@@ -12,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use common::{ADMIN_PASSWORD, Reg, basic};
 use pier_registry::auth::{Action, ActionSpec, Grant, RegisterError, Role};
-use pier_registry::{ApiError, Context};
+use pier_registry::config::{MetadataConfig, StorageConfig};
+use pier_registry::{ApiError, Context, Registry, RegistryConfig};
 use serde_json::{Value, json};
 
 /// The actions an app store would add: every role reads charts (anyone in a public
@@ -67,14 +68,21 @@ fn chart_routes(ctx: Context) -> Router {
         .with_state(ctx)
 }
 
+/// A registry built from its configuration with every store in memory, with the chart
+/// routes mounted.
 async fn registry_with_charts() -> Reg {
     chart_actions();
-    let mut reg = Reg::new().await;
-    let registry = reg.registry.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = RegistryConfig {
+        data_dir: dir.path().to_path_buf(),
+        storage: StorageConfig::Memory {},
+        metadata: MetadataConfig::Memory {},
+        ..Default::default()
+    };
+    config.auth.admin_password = Some(ADMIN_PASSWORD.into());
+    let registry = Registry::open_config(&config).await.unwrap();
     let registry = registry.clone().mount(chart_routes(registry.context()));
-    reg.router = registry.router();
-    reg.registry = registry;
-    reg
+    Reg::with_registry(registry, dir).await
 }
 
 async fn call(reg: &Reg, method: Method, project: &str, auth: &str) -> (StatusCode, Value, String) {
@@ -146,6 +154,8 @@ async fn a_mounted_router_is_authorised_by_registered_actions() {
 
     // The registry's own routes still answer beside the mounted ones.
     assert_eq!(reg.get("/v2/t/web/tags/list").await.status, StatusCode::OK);
+    // Nothing but the token signing key went to disk: the stores are the in-memory ones.
+    assert!(!reg.dir.path().join("meta").exists() && !reg.dir.path().join("blobs").exists());
 }
 
 #[test]
