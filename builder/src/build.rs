@@ -35,15 +35,7 @@ use crate::spec::{self, Plan, Spec, SpecError};
 pub const LOG_TAIL_LINES: usize = 20;
 
 /// One platform's image of a base, ready to build on.
-#[derive(Debug, Clone, Default)]
-pub struct BaseImage {
-    /// Digest of the base's manifest for this platform (for messages and reports).
-    pub manifest: String,
-    /// The base's image config, as JSON.
-    pub config: serde_json::Value,
-    /// Its layers, in order, as files (with their diff_ids from the config).
-    pub layers: Vec<Layer>,
-}
+pub use pier_oci::layout::BaseImage;
 
 /// Fetches base images. The builder itself speaks to no registry.
 pub trait BaseFetcher: Sync {
@@ -51,6 +43,17 @@ pub trait BaseFetcher: Sync {
     /// layers stored under `blobs_dir` (named by digest hex, reused when present). The error
     /// is a message naming the base (e.g. the platforms it has instead).
     fn fetch(&self, reference: &str, platform: &Platform, blobs_dir: &Path) -> Result<BaseImage, String>;
+}
+
+/// A function with [`BaseFetcher::fetch`]'s signature fetches bases: how a registry client
+/// (pier-client's `Bases`) plugs in without the builder depending on it.
+impl<F> BaseFetcher for F
+where
+    F: Fn(&str, &Platform, &Path) -> Result<BaseImage, String> + Sync,
+{
+    fn fetch(&self, reference: &str, platform: &Platform, blobs_dir: &Path) -> Result<BaseImage, String> {
+        self(reference, platform, blobs_dir)
+    }
 }
 
 /// The fetcher of [`build`]: every base other than `scratch` is refused.

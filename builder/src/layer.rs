@@ -171,23 +171,7 @@ pub struct LayerOptions {
 }
 
 /// A built layer: a compressed tar blob on disk, named after its digest.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Layer {
-    /// The blob file (`<out_dir>/<digest hex>`).
-    pub path: PathBuf,
-    /// sha256 of the compressed blob.
-    pub digest: Digest,
-    /// sha256 of the uncompressed tar (what image configs list in `rootfs.diff_ids`).
-    pub diff_id: Digest,
-    /// Size of the compressed blob.
-    pub size: u64,
-    /// The layer media type.
-    pub media_type: String,
-    /// What the image history says made the layer: `pier: add /a /b` (the entries'
-    /// destinations, sorted).
-    #[serde(default)]
-    pub created_by: String,
-}
+pub use pier_oci::layout::Layer;
 
 /// Why a layer could not be built.
 #[derive(Debug, thiserror::Error)]

@@ -56,10 +56,7 @@ async fn session(app: &App, name: &RepoName, id: &str) -> Result<UploadId> {
 
 async fn open_session(app: &App, name: &RepoName) -> Result<UploadId> {
     let id = app.blobs.create_upload().await?;
-    let started = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let started = pier_oci::time::now_secs();
     let record = UploadRecord {
         repo: name.to_string(),
         started,
