@@ -215,13 +215,15 @@ mod tests {
         format!("sha256:{}", "a".repeat(64))
     }
 
-    /// (input, host, repository, tag, digest?, docker name)
+    /// Input, host, repository, tag, whether it has a digest, docker name.
+    type Case<'a> = (&'a str, Option<&'a str>, &'a str, Option<&'a str>, bool, &'a str);
+
     #[test]
     fn good_references() {
         let d = digest();
         let with_both = format!("reg.example/a/b:1@{d}");
         let by_digest = format!("hello@{d}");
-        let cases: [(&str, Option<&str>, &str, Option<&str>, bool, &str); 11] = [
+        let cases: [Case; 11] = [
             ("hello", None, "hello", None, false, "docker.io/library/hello"),
             (
                 "hello:latest",

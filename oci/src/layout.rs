@@ -9,7 +9,7 @@
 //! Architecture, OS and variant are always pier's canonical spellings (`amd64`,
 //! `arm64` + `v8`, `loong64`, `sw64`, `mips64le`), taken from [`Platform`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -270,21 +270,36 @@ impl OciLayout {
         layers: &[Layer],
         config: &ImageConfiguration,
     ) -> Result<Descriptor, ImageError> {
+        let (manifest, _config) = self.write_annotated_image(platform, layers, config, &BTreeMap::new())?;
+        Ok(manifest)
+    }
+
+    /// [`OciLayout::write_image`] with manifest annotations (none: no `annotations` field).
+    /// Returns the manifest's descriptor (with `platform` set) and the config's.
+    pub fn write_annotated_image(
+        &self,
+        platform: &Platform,
+        layers: &[Layer],
+        config: &ImageConfiguration,
+        annotations: &BTreeMap<String, String>,
+    ) -> Result<(Descriptor, Descriptor), ImageError> {
         let layer_descs = layers
             .iter()
             .map(|l| self.link_layer(l))
             .collect::<Result<Vec<_>, _>>()?;
         let config_desc = self.put_json(media::OCI_CONFIG, config)?;
-        let manifest = ImageManifestBuilder::default()
+        let mut b = ImageManifestBuilder::default()
             .schema_version(2u32)
             .media_type(MediaType::ImageManifest)
-            .config(config_desc)
-            .layers(layer_descs)
-            .build()
-            .map_err(spec_err("image manifest"))?;
+            .config(config_desc.clone())
+            .layers(layer_descs);
+        if !annotations.is_empty() {
+            b = b.annotations(annotations.clone().into_iter().collect::<HashMap<_, _>>());
+        }
+        let manifest = b.build().map_err(spec_err("image manifest"))?;
         let mut desc = self.put_json(media::OCI_MANIFEST, &manifest)?;
         desc.set_platform(Some(oci_platform(platform)));
-        Ok(desc)
+        Ok((desc, config_desc))
     }
 
     /// Writes the image index over `manifests` (with their platforms) and tags it: index.json
@@ -296,22 +311,26 @@ impl OciLayout {
         tag: &str,
         annotations: &BTreeMap<String, String>,
     ) -> Result<Descriptor, ImageError> {
+        let desc = self.put_index(manifests, annotations)?;
+        self.tag(&desc, tag)?;
+        Ok(desc)
+    }
+
+    /// Writes the image index over `manifests` without tagging it.
+    pub fn put_index(
+        &self,
+        manifests: &[Descriptor],
+        annotations: &BTreeMap<String, String>,
+    ) -> Result<Descriptor, ImageError> {
         let mut b = ImageIndexBuilder::default()
             .schema_version(2u32)
             .media_type(MediaType::ImageIndex)
             .manifests(manifests.to_vec());
         if !annotations.is_empty() {
-            b = b.annotations(
-                annotations
-                    .clone()
-                    .into_iter()
-                    .collect::<std::collections::HashMap<_, _>>(),
-            );
+            b = b.annotations(annotations.clone().into_iter().collect::<HashMap<_, _>>());
         }
         let index = b.build().map_err(spec_err("image index"))?;
-        let desc = self.put_json(media::OCI_INDEX, &index)?;
-        self.tag(&desc, tag)?;
-        Ok(desc)
+        self.put_json(media::OCI_INDEX, &index)
     }
 
     /// Points `tag` at a manifest or index already in the layout: `index.json` gets the
