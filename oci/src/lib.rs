@@ -8,13 +8,16 @@
 //! and to.
 //!
 //! ```
-//! use pier_oci::{Digest, Reference, RepoName};
+//! use pier_oci::{Digest, ImageRef, Reference, RepoName};
 //! let name: RepoName = "team/app/api".parse().unwrap();
 //! let r: Reference = "v1.2".parse().unwrap();
 //! assert!(matches!(r, Reference::Tag(_)));
 //! let d = Digest::sha256_of(b"hello");
 //! assert_eq!(d.to_string().len(), "sha256:".len() + 64);
 //! assert_eq!(name.as_str(), "team/app/api");
+//! let image: ImageRef = "127.0.0.1:5000/team/app:1.0".parse().unwrap();
+//! assert_eq!(image.host(), Some("127.0.0.1:5000"));
+//! assert_eq!(image.repository().as_str(), "team/app");
 //! ```
 #![deny(missing_docs)]
 
