@@ -219,10 +219,7 @@ pub enum AuthOpenError {
 
 /// Unix seconds now.
 pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    pier_oci::time::now_secs()
 }
 
 /// Access control over an [`AccessStore`] and an [`AuditLog`].

@@ -3,8 +3,6 @@
 //! session usable, so it is written after the bytes' session exists and removed before or
 //! with them; bytes left without a record by a crash are swept as orphans (`sessions`).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use pier_oci::{Digest, RepoName};
 
 use super::{Result, Service, ServiceError};
@@ -29,10 +27,7 @@ impl Service {
     /// Open an empty session in a repository.
     pub async fn start_upload(&self, repo: &RepoName) -> Result<Upload> {
         let id = self.blobs.create_upload().await?;
-        let started = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let started = pier_oci::time::now_secs();
         let record = UploadRecord {
             repo: repo.to_string(),
             started,

@@ -3,12 +3,13 @@
 use axum::extract::State;
 use axum::http::Uri;
 
-use super::{deny, ok, parse_time, project_for, rfc3339};
+use super::{deny, ok, parse_time, project_for};
 use crate::auth::{Action, AuthError, Caller, Subject};
 use crate::limits::{AUDIT_PAGE_DEFAULT, AUDIT_PAGE_MAX, AUDIT_SCAN_LIMIT};
 use crate::management;
 use crate::routes::{App, Result, param, query as query_pairs};
 use crate::storage::{AuditAction, AuditEvent, AuditQuery};
+use pier_oci::time::rfc3339;
 
 fn event(id: u64, e: AuditEvent) -> management::AuditEvent {
     management::AuditEvent {

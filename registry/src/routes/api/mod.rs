@@ -10,8 +10,6 @@ mod projects;
 mod robots;
 mod users;
 
-use std::time::{Duration, UNIX_EPOCH};
-
 use axum::Router;
 use axum::body::Body;
 use axum::extract::FromRequestParts;
@@ -82,19 +80,13 @@ impl FromRequestParts<App> for Caller {
     }
 }
 
-fn rfc3339(secs: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
-}
-
 /// RFC 3339 or Unix seconds.
 fn parse_time(field: &str, v: &str) -> std::result::Result<u64, AuthError> {
     if let Ok(secs) = v.parse::<u64>() {
         return Ok(secs);
     }
-    humantime::parse_rfc3339_weak(v)
+    pier_oci::time::parse_rfc3339(v)
         .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_secs())
         .ok_or_else(|| AuthError::BadRequest(format!("{field}: {v:?} is not an RFC 3339 time or Unix seconds")))
 }
 

@@ -4,11 +4,12 @@
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 
-use super::{answer, body, check_project_name, ok, project_for, record_event, require_user, rfc3339};
+use super::{answer, body, check_project_name, ok, project_for, record_event, require_user};
 use crate::auth::{Action, AuthError, Caller, Role, Subject, now};
 use crate::management::{Project, ProjectCreate, ProjectUpdate};
 use crate::routes::{App, Result};
 use crate::storage::{AuditAction, ProjectRecord};
+use pier_oci::time::rfc3339;
 
 fn project(p: &ProjectRecord, role: Option<Role>) -> Project {
     Project {

@@ -6,11 +6,12 @@ use base64::Engine as _;
 use pier_oci::is_path_component;
 use sha2::Digest as _;
 
-use super::{answer, body, no_content, ok, parse_time, project_for, record_event, rfc3339};
+use super::{answer, body, no_content, ok, parse_time, project_for, record_event};
 use crate::auth::{Action, AuthError, Caller, Grant, now, token};
 use crate::management::{Robot, RobotCreate, RobotSecret, RobotUpdate};
 use crate::routes::{App, Result};
 use crate::storage::{AuditAction, ROBOT_PREFIX, RobotRecord};
+use pier_oci::time::rfc3339;
 
 fn robot(r: &RobotRecord) -> Robot {
     Robot {

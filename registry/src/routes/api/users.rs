@@ -3,12 +3,13 @@
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 
-use super::{answer, body, deny, no_content, ok, record_event, require_admin, require_user, rfc3339};
+use super::{answer, body, deny, no_content, ok, record_event, require_admin, require_user};
 use crate::auth::{ADMIN_USER, AuthError, Caller, Subject, now};
 use crate::limits::{MAX_SECRET_BYTES, MAX_USER_NAME, MIN_PASSWORD_LEN};
 use crate::management::{PasswordChange, User, UserCreate, Whoami};
 use crate::routes::{App, Result};
 use crate::storage::{AuditAction, UserRecord};
+use pier_oci::time::rfc3339;
 
 fn check_user_name(name: &str) -> Result<()> {
     if crate::auth::valid_user_name(name) {
