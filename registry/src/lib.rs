@@ -19,6 +19,7 @@ mod error;
 pub mod limits;
 mod log;
 mod manifest;
+mod metrics;
 mod routes;
 mod server;
 mod sessions;
@@ -35,6 +36,7 @@ use axum::routing::{any, get};
 
 pub use auth::{Auth, AuthConfig};
 pub use error::ApiError;
+pub use metrics::MetricsConfig;
 use routes::App;
 use storage::{BlobStore, FsBlobStore, MetaError, MetaStore, SledMetaStore};
 
@@ -108,6 +110,8 @@ pub struct RegistryConfig {
     pub upload_sweep_every: Duration,
     /// Connection timeouts and limits (used by [`serve`]).
     pub connections: ConnectionLimits,
+    /// `/metrics`.
+    pub metrics: MetricsConfig,
 }
 
 impl Default for RegistryConfig {
@@ -117,6 +121,7 @@ impl Default for RegistryConfig {
             upload_ttl: limits::DEFAULT_UPLOAD_TTL,
             upload_sweep_every: limits::UPLOAD_SWEEP_EVERY,
             connections: ConnectionLimits::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -126,6 +131,7 @@ impl Default for RegistryConfig {
 pub struct Registry {
     app: App,
     config: Arc<RegistryConfig>,
+    metrics: Arc<metrics::Metrics>,
 }
 
 impl Registry {
@@ -192,6 +198,7 @@ impl Registry {
         Registry {
             app: App { blobs, meta, auth },
             config: Arc::new(RegistryConfig::default()),
+            metrics: Arc::new(metrics::Metrics::new()),
         }
     }
 
@@ -205,17 +212,18 @@ impl Registry {
         &self.app.auth
     }
 
-    /// The HTTP API: `/v2/…`, `/service/token`, `/api/v1/…` and `/healthz`, with the
-    /// request log.
+    /// The HTTP API: `/v2/…`, `/service/token`, `/api/v1/…`, `/healthz` and `/metrics`
+    /// (unless turned off), with the request log.
     pub fn router(&self) -> Router {
-        Router::new()
+        let router = Router::new()
             .route("/healthz", get(|| async { "ok" }))
             .route("/v2", any(routes::dispatch))
             .route("/v2/", any(routes::dispatch))
             .route("/v2/{*rest}", any(routes::dispatch))
             .route("/service/token", get(routes::token::get).post(routes::token::post))
             .nest("/api/v1", routes::api::router())
-            .with_state(self.app.clone())
+            .with_state(self.app.clone());
+        metrics::mount(router, &self.metrics, &self.config.metrics, &self.app)
             .layer(axum::middleware::from_fn(log::access_log))
     }
 

@@ -21,6 +21,7 @@ use pier_oci::{ErrorCode, Reference, RepoName};
 
 use crate::auth::{Action, Auth, Caller, Subject, Via};
 use crate::error::ApiError;
+use crate::metrics::RouteKind;
 use crate::storage::{AuditAction, BlobStore, ByteStream, MetaStore, Outcome};
 
 /// Shared state of the handlers: the stores and access control.
@@ -55,6 +56,19 @@ enum Route {
 }
 
 impl Route {
+    /// What the route is for, as a metrics label: never the repository or reference.
+    fn kind(&self) -> RouteKind {
+        match self {
+            Route::Base => RouteKind::Base,
+            Route::Catalog => RouteKind::Catalog,
+            Route::Tags(_) => RouteKind::Tags,
+            Route::Manifest(..) => RouteKind::Manifest,
+            Route::Blob(..) => RouteKind::Blob,
+            Route::UploadStart(_) | Route::Upload(..) => RouteKind::Upload,
+            Route::Referrers(..) => RouteKind::Referrers,
+        }
+    }
+
     /// Parse the path after `/v2/` (already percent-decoded).
     fn parse(tail: &str) -> Result<Route> {
         let name = |s: &str| RepoName::from_str(s).map_err(ApiError::from);
@@ -149,13 +163,22 @@ fn audited(route: &Route, m: &Method, action: Action) -> Option<AuditAction> {
     }
 }
 
-/// The single handler behind `/v2/` and `/v2/{*rest}`.
+/// The single handler behind `/v2/` and `/v2/{*rest}`. The answer carries the route's
+/// [`RouteKind`] for the metrics.
 pub async fn dispatch(State(app): State<App>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let raw_tail = parts.uri.path().strip_prefix("/v2").unwrap_or("");
     let raw_tail = raw_tail.strip_prefix('/').unwrap_or(raw_tail);
     // Some clients escape the ':' of digests.
     let tail = percent_encoding::percent_decode_str(raw_tail).decode_utf8_lossy();
+    let route = Route::parse(&tail);
+    let kind = route.as_ref().map_or(RouteKind::Other, Route::kind);
+    let mut resp = handle(app, parts, body, route).await;
+    resp.extensions_mut().insert(kind);
+    resp
+}
+
+async fn handle(app: App, parts: http::request::Parts, body: Body, route: Result<Route>) -> Response {
     let m = &parts.method;
     let caller = match app
         .auth
@@ -165,7 +188,8 @@ pub async fn dispatch(State(app): State<App>, req: Request) -> Response {
         Ok(c) => c,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let route = match Route::parse(&tail) {
+    // Parsed before authenticating, but a bad path is reported after a bad credential.
+    let route = match route {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
@@ -340,5 +364,18 @@ mod tests {
         assert!(Route::parse("A/manifests/v1").is_err());
         assert!(Route::parse("a/unknown").is_err());
         assert!(Route::parse("a/manifests/").is_err());
+    }
+
+    #[test]
+    fn route_kinds_name_no_repository() {
+        let kind = |tail: &str| Route::parse(tail).unwrap().kind().label();
+        assert_eq!(kind(""), "base");
+        assert_eq!(kind("_catalog"), "catalog");
+        assert_eq!(kind("team/app/tags/list"), "tags");
+        assert_eq!(kind("team/app/manifests/v1"), "manifest");
+        assert_eq!(kind("team/app/blobs/sha256:00"), "blob");
+        assert_eq!(kind("team/app/blobs/uploads/"), "upload");
+        assert_eq!(kind("team/app/blobs/uploads/xyz"), "upload");
+        assert_eq!(kind("team/app/referrers/sha256:00"), "referrers");
     }
 }
