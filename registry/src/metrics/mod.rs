@@ -106,14 +106,11 @@ pub(crate) fn mount(router: Router, metrics: &Arc<Metrics>, config: &MetricsConf
     };
     router
         .route("/metrics", get(serve).with_state(scrape))
-        .layer(axum::middleware::from_fn_with_state(
-            metrics.requests.clone(),
-            requests::track,
-        ))
+        .layer(requests::Track(metrics.requests.clone()))
 }
 
 async fn serve(State(s): State<Scrape>, headers: HeaderMap) -> Response {
-    let mut resp = match check_token(&headers, s.token.as_ref()) {
+    match check_token(&headers, s.token.as_ref()) {
         Ok(()) => scrape(&s).await,
         Err(message) => (
             StatusCode::UNAUTHORIZED,
@@ -124,9 +121,7 @@ async fn serve(State(s): State<Scrape>, headers: HeaderMap) -> Response {
             message,
         )
             .into_response(),
-    };
-    resp.extensions_mut().insert(RouteKind::Metrics);
-    resp
+    }
 }
 
 /// Whether the request carries the configured token (anyone may scrape when none is set).
