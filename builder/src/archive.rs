@@ -26,17 +26,13 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 
 use oci_spec::image::{ANNOTATION_REF_NAME, Descriptor, ImageIndexBuilder, ImageManifest, MediaType};
-use pier_oci::{Digest, Hasher, RepoName, Tag, media};
+use pier_oci::{Digest, Hasher, ImageRef, ImageRefError, media};
 
-use crate::image::{LAYOUT_VERSION, OciLayout, canonical_json};
+use pier_oci::layout::{LAYOUT_VERSION, OciLayout, canonical_json};
 
 /// The annotation containerd (and Docker 25+ `docker save`) puts on `index.json` entries:
 /// the full, normalized image name (`docker.io/library/hello:latest`).
 pub const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
-
-/// Longest image name (domain and path, without the tag), as docker's reference grammar
-/// caps it.
-pub const MAX_REFERENCE_NAME_LEN: usize = 255;
 
 /// Largest manifest read (the manifest is parsed in memory; registries cap manifests at
 /// the same 4 MiB, so anything larger is not an image manifest pier wrote).
@@ -50,9 +46,6 @@ pub const DIR_MODE: u32 = 0o755;
 
 /// Buffer between the tar writer and the archive file.
 const WRITE_BUFFER: usize = 1 << 16;
-
-/// The registry a reference without a domain belongs to, as docker normalizes it.
-const DEFAULT_DOMAIN: &str = "docker.io";
 
 /// Layer media types `docker load` decompresses (or reads as they are) in every Docker
 /// version pier supports. zstd is missing on purpose: Docker 20.10's `docker load` fails on a
@@ -193,11 +186,8 @@ pub struct RepoTag {
     pub tag: String,
 }
 
-/// Checks one `repo_tags` entry: `[domain[:port]/]path:tag` with docker's grammar (the
-/// first component is a domain when it holds `.` or `:`, is `localhost`, or has capitals;
-/// path components are lowercase `a-z0-9` with `.`, `_`, `__`, `-` separators; the tag is
-/// `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`). A tag is required and digests are refused: `docker
-/// load` names images by tag. The error names the entry and what is wrong with it.
+/// Checks one `repo_tags` entry: a docker reference ([`ImageRef`]) with a tag and no digest
+/// (`docker load` names images by tag). The error names the entry and what is wrong with it.
 pub fn parse_repo_tag(given: &str) -> Result<RepoTag, ArchiveError> {
     let bad = |why: &str| ArchiveError::BadTag {
         tag: given.to_owned(),
@@ -206,84 +196,19 @@ pub fn parse_repo_tag(given: &str) -> Result<RepoTag, ArchiveError> {
     if given.contains('@') {
         return Err(bad("is a digest reference; docker load needs name:tag"));
     }
-    let last_slash = given.rfind('/').map_or(0, |i| i + 1);
-    let Some(colon) = given[last_slash..].rfind(':').map(|i| last_slash + i) else {
-        return Err(bad("has no tag (add one, e.g. :latest)"));
-    };
-    let (name, tag) = (&given[..colon], &given[colon + 1..]);
-    tag.parse::<Tag>()
-        .map_err(|_| bad(&format!("tag {tag:?} is not [A-Za-z0-9_][A-Za-z0-9._-]{{0,127}}")))?;
-    if name.len() > MAX_REFERENCE_NAME_LEN {
-        return Err(bad(&format!(
-            "the name is longer than {MAX_REFERENCE_NAME_LEN} characters"
-        )));
-    }
-    let (domain, path) = match name.split_once('/') {
-        Some((first, rest))
-            if first.contains(['.', ':']) || first == "localhost" || first.bytes().any(|b| b.is_ascii_uppercase()) =>
-        {
-            check_domain(first).map_err(|why| bad(&format!("registry {first:?} {why}")))?;
-            (first, rest)
-        }
-        _ => (DEFAULT_DOMAIN, name),
-    };
-    path.parse::<RepoName>().map_err(|_| {
-        bad(&format!(
-            "repository {path:?} is not lowercase path components (a-z, 0-9, separated by ., _, __ or -) joined by /"
-        ))
+    let no_tag = "has no tag (add one, e.g. :latest)";
+    let reference: ImageRef = given.parse().map_err(|e| match e {
+        ImageRefError::Empty => bad(no_tag),
+        other => bad(&other.to_string()),
     })?;
-    // docker's own normalization: index.docker.io is docker.io, whose one-component names
-    // live under library/.
-    let domain = if domain == "index.docker.io" {
-        DEFAULT_DOMAIN
-    } else {
-        domain
-    };
-    let path = if domain == DEFAULT_DOMAIN && !path.contains('/') {
-        format!("library/{path}")
-    } else {
-        path.to_owned()
+    let Some(tag) = reference.tag() else {
+        return Err(bad(no_tag));
     };
     Ok(RepoTag {
         given: given.to_owned(),
-        full: format!("{domain}/{path}:{tag}"),
-        tag: tag.to_owned(),
+        full: format!("{}:{tag}", reference.docker_name()),
+        tag: tag.to_string(),
     })
-}
-
-/// `host[:port]`: DNS labels joined by `.` (or a bracketed IPv6 address), a decimal port.
-fn check_domain(domain: &str) -> Result<(), &'static str> {
-    let (host, port) = if let Some(rest) = domain.strip_prefix('[') {
-        let (addr, after) = rest.split_once(']').ok_or("has an unclosed [")?;
-        if addr.is_empty() || !addr.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') {
-            return Err("is not a valid IPv6 address");
-        }
-        let port = match after {
-            "" => None,
-            _ => Some(after.strip_prefix(':').ok_or("has text after the IPv6 address")?),
-        };
-        (None, port)
-    } else {
-        match domain.split_once(':') {
-            Some((h, p)) => (Some(h), Some(p)),
-            None => (Some(domain), None),
-        }
-    };
-    let label_ok = |l: &str| {
-        let b = l.as_bytes();
-        !b.is_empty()
-            && b[0].is_ascii_alphanumeric()
-            && b[b.len() - 1].is_ascii_alphanumeric()
-            && b.iter().all(|x| x.is_ascii_alphanumeric() || *x == b'-')
-    };
-    if host.is_some_and(|h| !h.split('.').all(label_ok)) {
-        return Err("is not a host name");
-    }
-    // Digits only (u16's parser would also take a leading `+`), at most 65535.
-    if port.is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) || p.parse::<u16>().is_err()) {
-        return Err("has a bad port");
-    }
-    Ok(())
 }
 
 /// A blob to copy into the archive.
@@ -614,6 +539,7 @@ impl<R: Read> Read for HashReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pier_oci::MAX_REFERENCE_NAME_LEN;
 
     #[test]
     fn repo_tags_are_docker_references() {

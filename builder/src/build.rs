@@ -22,12 +22,12 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use oci_spec::image::{Descriptor, ImageManifestBuilder, MediaType};
+use oci_spec::image::Descriptor;
 use pier_arch_profiles::{ProfileError, Profiles};
 use pier_oci::Platform;
 use serde::Serialize;
 
-use crate::image::{ConfigOptions, ImageError, OciLayout, image_config, oci_platform};
+use crate::image::{ConfigOptions, ImageError, OciLayout, image_config};
 use crate::layer::{self, Layer, LayerCache, LayerEntry, LayerError};
 use crate::spec::{self, Plan, Spec, SpecError};
 
@@ -35,15 +35,7 @@ use crate::spec::{self, Plan, Spec, SpecError};
 pub const LOG_TAIL_LINES: usize = 20;
 
 /// One platform's image of a base, ready to build on.
-#[derive(Debug, Clone, Default)]
-pub struct BaseImage {
-    /// Digest of the base's manifest for this platform (for messages and reports).
-    pub manifest: String,
-    /// The base's image config, as JSON.
-    pub config: serde_json::Value,
-    /// Its layers, in order, as files (with their diff_ids from the config).
-    pub layers: Vec<Layer>,
-}
+pub use pier_oci::layout::BaseImage;
 
 /// Fetches base images. The builder itself speaks to no registry.
 pub trait BaseFetcher: Sync {
@@ -51,6 +43,17 @@ pub trait BaseFetcher: Sync {
     /// layers stored under `blobs_dir` (named by digest hex, reused when present). The error
     /// is a message naming the base (e.g. the platforms it has instead).
     fn fetch(&self, reference: &str, platform: &Platform, blobs_dir: &Path) -> Result<BaseImage, String>;
+}
+
+/// A function with [`BaseFetcher::fetch`]'s signature fetches bases: how a registry client
+/// (pier-client's `Bases`) plugs in without the builder depending on it.
+impl<F> BaseFetcher for F
+where
+    F: Fn(&str, &Platform, &Path) -> Result<BaseImage, String> + Sync,
+{
+    fn fetch(&self, reference: &str, platform: &Platform, blobs_dir: &Path) -> Result<BaseImage, String> {
+        self(reference, platform, blobs_dir)
+    }
 }
 
 /// The fetcher of [`build`]: every base other than `scratch` is refused.
@@ -516,12 +519,7 @@ pub fn build_with(
     let index = match index {
         Some(i) => i,
         // No tags (the spec defaults to `latest`, so only an empty list): write it untagged.
-        None => layout
-            .put_json(
-                pier_oci::media::OCI_INDEX,
-                &untagged_index(&manifests).map_err(image_err)?,
-            )
-            .map_err(image_err)?,
+        None => layout.put_index(&manifests, &BTreeMap::new()).map_err(image_err)?,
     };
     if let Output::DockerArchive(file) = &opts.output {
         let repo_tags: Vec<String> = spec.tags.iter().map(|t| format!("{}:{t}", spec.image)).collect();
@@ -536,19 +534,7 @@ pub fn build_with(
     })
 }
 
-fn untagged_index(manifests: &[Descriptor]) -> Result<oci_spec::image::ImageIndex, ImageError> {
-    oci_spec::image::ImageIndexBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageIndex)
-        .manifests(manifests.to_vec())
-        .build()
-        .map_err(|e| ImageError::Spec {
-            what: "image index",
-            message: e.to_string(),
-        })
-}
-
-/// Like [`OciLayout::write_image`], with the plan's manifest annotations. Returns the
+/// One platform's image on its base, with the plan's manifest annotations. Returns the
 /// manifest descriptor (with its platform) and the config digest.
 fn write_image(
     layout: &OciLayout,
@@ -588,32 +574,8 @@ fn write_image(
         let ours = config.history().clone().unwrap_or_default().split_off(b.layers.len());
         config.set_history(Some(base_history.into_iter().chain(ours).collect()));
     }
-    let layer_descs = layers
-        .iter()
-        .map(|l| layout.link_layer(l))
-        .collect::<Result<Vec<_>, _>>()?;
-    let config_desc = layout.put_json(pier_oci::media::OCI_CONFIG, &config)?;
-    let config_digest = config_desc.digest().to_string();
-    let mut b = ImageManifestBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageManifest)
-        .config(config_desc)
-        .layers(layer_descs);
-    if !plan.annotations.is_empty() {
-        b = b.annotations(
-            plan.annotations
-                .clone()
-                .into_iter()
-                .collect::<std::collections::HashMap<_, _>>(),
-        );
-    }
-    let manifest = b.build().map_err(|e| ImageError::Spec {
-        what: "image manifest",
-        message: e.to_string(),
-    })?;
-    let mut desc = layout.put_json(pier_oci::media::OCI_MANIFEST, &manifest)?;
-    desc.set_platform(Some(oci_platform(&plan.platform)));
-    Ok((desc, config_digest))
+    let (manifest, config) = layout.write_annotated_image(&plan.platform, layers, &config, &plan.annotations)?;
+    Ok((manifest, config.digest().to_string()))
 }
 
 /// The spec's config fields over a base's config, as docker does with `FROM`: environment

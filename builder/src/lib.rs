@@ -4,8 +4,9 @@
 //! - [`spec`]: `pier.yaml` → [`spec::Spec`], with file:line:field errors, and the
 //!   per-platform plan with placeholders expanded;
 //! - [`layer`]: deterministic layers (sorted entries, fixed owners, modes and times, pinned
-//!   compressor), hashed as they are written;
-//! - [`image`]: image configs, manifests and the index, written as an OCI layout;
+//!   compressor), hashed as they are written, and the cache of built layers;
+//! - [`image`]: image configs; manifests and the index are written into an OCI layout by
+//!   [`pier_oci::layout`];
 //! - [`archive`]: one image of a layout as a `docker load`-able archive (`docker-archive:`
 //!   output);
 //! - [`build`]: `pier build`: steps and layers of every platform in parallel, then the

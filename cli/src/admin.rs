@@ -9,7 +9,9 @@ use std::time::SystemTime;
 use anyhow::{Context as _, bail};
 use serde_json::Value;
 
-use crate::api::{self, AuditEvent, AuditQuery, Permission, RobotCreate, RobotSecret, Role};
+use pier_registry::storage::ActorKind;
+
+use crate::api::{self, AuditEvent, AuditQuery, Named, Permission, RobotCreate, RobotSecret, Role};
 use crate::credentials::{Credential, Credentials, server_url};
 use crate::output::{Table, list_or_dash, print_json};
 use crate::when;
@@ -82,12 +84,8 @@ impl Session {
         self.table(&r.json, || {
             let mut t = Table::new(&["NAME", "VISIBILITY", "ROLE", "CREATED"]);
             for p in &r.data {
-                t.row([
-                    p.name.as_str(),
-                    visibility(p.public),
-                    p.role.as_deref().unwrap_or("-"),
-                    &p.created,
-                ]);
+                let role = p.role.as_ref().map_or("-".to_owned(), ToString::to_string);
+                t.row([p.name.as_str(), visibility(p.public), &role, &p.created]);
             }
             t
         });
@@ -125,7 +123,7 @@ impl Session {
         self.table(&r.json, || {
             let mut t = Table::new(&["USER", "ROLE"]);
             for m in &r.data {
-                t.row([&m.user, &m.role]);
+                t.row([m.user.clone(), m.role.to_string()]);
             }
             t
         });
@@ -152,7 +150,7 @@ impl Session {
         };
         let body = RobotCreate {
             name: name.to_owned(),
-            description,
+            description: description.unwrap_or_default(),
             // Without --perm the server's default applies (pull only).
             permissions: (!permissions.is_empty()).then_some(permissions),
             expires_at,
@@ -181,7 +179,7 @@ impl Session {
                     status,
                     robot.expires_at.as_deref().unwrap_or("never"),
                     &robot.created,
-                    robot.description.as_deref().unwrap_or(""),
+                    &robot.description,
                 ]);
             }
             t
@@ -363,9 +361,9 @@ pub fn login(server: Option<&str>, username: &str, password_stdin: bool, json: b
     if json {
         print_json(&me.json);
     } else {
-        let what = match (me.data.kind.as_str(), me.data.admin, &me.data.project) {
+        let what = match (&me.data.kind, me.data.admin, &me.data.project) {
             (_, true, _) => " (system admin)".to_owned(),
-            ("robot", _, Some(p)) => format!(" (robot of project {p})"),
+            (Named::Known(ActorKind::Robot), _, Some(p)) => format!(" (robot of project {p})"),
             _ => String::new(),
         };
         println!("Logged in to {server} as {}{what}", me.data.name);
@@ -459,9 +457,9 @@ fn audit_table(events: &[AuditEvent]) -> Table {
         t.row([
             e.time.as_str(),
             &e.actor,
-            &e.action,
+            &e.action.to_string(),
             &audit_target(e),
-            &e.result,
+            &e.result.to_string(),
             &e.client,
         ]);
     }
@@ -489,20 +487,25 @@ fn audit_target(e: &AuditEvent) -> String {
 
 #[cfg(test)]
 mod tests {
+    use pier_registry::storage::{AuditAction, Outcome};
+
     use super::*;
 
     fn event(repo: Option<&str>, reference: Option<&str>, digest: Option<&str>) -> AuditEvent {
         AuditEvent {
-            time: "2026-11-23T10:00:00Z".into(),
+            action: AuditAction::Push.into(),
             actor: "admin".into(),
-            action: "push".into(),
-            project: Some("team".into()),
-            repository: repo.map(Into::into),
-            reference: reference.map(Into::into),
-            digest: digest.map(Into::into),
-            target: None,
+            actor_kind: ActorKind::User.into(),
             client: "127.0.0.1".into(),
-            result: "success".into(),
+            detail: None,
+            digest: digest.map(Into::into),
+            id: 1,
+            project: Some("team".into()),
+            reference: reference.map(Into::into),
+            repository: repo.map(Into::into),
+            result: Outcome::Success.into(),
+            target: None,
+            time: "2026-11-23T10:00:00Z".into(),
         }
     }
 
@@ -534,8 +537,8 @@ mod tests {
     fn audit_table_layout() {
         let mut login = event(None, None, None);
         login.project = None;
-        login.action = "login".into();
-        login.result = "failure".into();
+        login.action = AuditAction::Login.into();
+        login.result = Outcome::Failure.into();
         let rows = [event(Some("team/app"), Some("1.0"), None), login];
         assert_eq!(
             audit_table(&rows).render(),

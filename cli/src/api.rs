@@ -10,7 +10,7 @@ use reqwest::blocking::{RequestBuilder, Response};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::credentials::{self, Credential};
 
@@ -23,87 +23,11 @@ const ERROR_BODY_QUOTE: usize = 200;
 
 /// Roles and robot permissions are the server's own types: their names are the API's.
 pub use pier_registry::auth::{Action as Permission, Role};
-
-#[derive(Deserialize, Debug)]
-pub struct Whoami {
-    pub name: String,
-    pub kind: String,
-    pub admin: bool,
-    pub project: Option<String>,
-}
-
-#[derive(Deserialize, Debug)]
-pub struct User {
-    pub name: String,
-    pub admin: bool,
-    pub created: String,
-}
-
-#[derive(Deserialize, Debug)]
-pub struct Project {
-    pub name: String,
-    pub public: bool,
-    pub created: String,
-    /// The caller's role, when a member. Kept as text so that a role added to the server
-    /// later does not break listing.
-    pub role: Option<String>,
-}
-
-#[derive(Deserialize, Debug)]
-pub struct Member {
-    pub user: String,
-    pub role: String,
-}
-
-#[derive(Deserialize, Debug)]
-pub struct Robot {
-    pub name: String,
-    pub project: String,
-    pub description: Option<String>,
-    pub permissions: Vec<String>,
-    pub disabled: bool,
-    pub expires_at: Option<String>,
-    pub created: String,
-}
-
-#[derive(Deserialize, Debug)]
-pub struct RobotSecret {
-    #[serde(flatten)]
-    pub robot: Robot,
-    pub secret: String,
-}
-
-/// The body of `POST /projects/{p}/robots`; absent fields take the server's defaults.
-#[derive(Serialize, Debug, Default)]
-pub struct RobotCreate {
-    pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub permissions: Option<Vec<Permission>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<String>,
-}
-
-#[derive(Deserialize, Debug, Clone)]
-pub struct AuditEvent {
-    pub time: String,
-    pub actor: String,
-    pub action: String,
-    pub project: Option<String>,
-    pub repository: Option<String>,
-    pub reference: Option<String>,
-    pub digest: Option<String>,
-    pub target: Option<String>,
-    pub client: String,
-    pub result: String,
-}
-
-#[derive(Deserialize, Debug)]
-pub struct AuditPage {
-    pub events: Vec<AuditEvent>,
-    pub next: Option<i64>,
-}
+/// The requests and answers are the server's own types too.
+pub use pier_registry::management::{
+    AuditEvent, AuditPage, Member, MemberSet, Named, PasswordChange, Project, ProjectCreate, ProjectUpdate, Robot,
+    RobotCreate, RobotSecret, RobotUpdate, User, UserCreate, Whoami,
+};
 
 /// Filters of `GET /audit`, times already in the server's spelling.
 #[derive(Debug, Default, Clone)]
@@ -114,7 +38,7 @@ pub struct AuditQuery {
     pub since: Option<String>,
     pub until: Option<String>,
     pub limit: Option<u32>,
-    pub before: Option<i64>,
+    pub before: Option<u64>,
 }
 
 /// An answer: the JSON exactly as the server sent it (what `--json` prints) and its typed
@@ -192,8 +116,12 @@ impl Client {
     }
 
     pub fn create_user(&self, name: &str, password: &str, admin: bool) -> anyhow::Result<Reply<User>> {
-        let body = json!({"name": name, "password": password, "admin": admin});
-        self.call(Method::POST, &["users"], Some(&body))
+        let body = UserCreate {
+            admin,
+            name: name.to_owned(),
+            password: password.to_owned(),
+        };
+        self.call(Method::POST, &["users"], Some(&to_json(&body)?))
     }
 
     pub fn delete_user(&self, name: &str) -> anyhow::Result<()> {
@@ -202,11 +130,11 @@ impl Client {
 
     /// `old_password` is required by the server when users change their own password.
     pub fn change_password(&self, name: &str, password: &str, old_password: Option<&str>) -> anyhow::Result<()> {
-        let mut body = json!({"password": password});
-        if let Some(old) = old_password {
-            body["old_password"] = json!(old);
-        }
-        self.call_empty(Method::PUT, &["users", name, "password"], Some(&body))
+        let body = PasswordChange {
+            old_password: old_password.map(str::to_owned),
+            password: password.to_owned(),
+        };
+        self.call_empty(Method::PUT, &["users", name, "password"], Some(&to_json(&body)?))
     }
 
     pub fn list_projects(&self) -> anyhow::Result<Reply<Vec<Project>>> {
@@ -214,13 +142,16 @@ impl Client {
     }
 
     pub fn create_project(&self, name: &str, public: bool) -> anyhow::Result<Reply<Project>> {
-        let body = json!({"name": name, "public": public});
-        self.call(Method::POST, &["projects"], Some(&body))
+        let body = ProjectCreate {
+            name: name.to_owned(),
+            public,
+        };
+        self.call(Method::POST, &["projects"], Some(&to_json(&body)?))
     }
 
     pub fn update_project(&self, name: &str, public: bool) -> anyhow::Result<Reply<Project>> {
-        let body = json!({"public": public});
-        self.call(Method::PATCH, &["projects", name], Some(&body))
+        let body = ProjectUpdate { public };
+        self.call(Method::PATCH, &["projects", name], Some(&to_json(&body)?))
     }
 
     pub fn delete_project(&self, name: &str) -> anyhow::Result<()> {
@@ -233,8 +164,16 @@ impl Client {
 
     /// Add a member or change their role; `true` when the member is new.
     pub fn set_member(&self, project: &str, user: &str, role: Role) -> anyhow::Result<(Reply<Member>, bool)> {
-        let body = json!({"user": user, "role": role});
-        let resp = self.send(Method::POST, &["projects", project, "members"], &[], Some(&body))?;
+        let body = MemberSet {
+            role,
+            user: user.to_owned(),
+        };
+        let resp = self.send(
+            Method::POST,
+            &["projects", project, "members"],
+            &[],
+            Some(&to_json(&body)?),
+        )?;
         let created = resp.status() == StatusCode::CREATED;
         Ok((self.decode(resp)?, created))
     }
@@ -248,13 +187,19 @@ impl Client {
     }
 
     pub fn create_robot(&self, project: &str, robot: &RobotCreate) -> anyhow::Result<Reply<RobotSecret>> {
-        let body = serde_json::to_value(robot)?;
-        self.call(Method::POST, &["projects", project, "robots"], Some(&body))
+        self.call(Method::POST, &["projects", project, "robots"], Some(&to_json(robot)?))
     }
 
     pub fn set_robot_disabled(&self, project: &str, robot: &str, disabled: bool) -> anyhow::Result<Reply<Robot>> {
-        let body = json!({"disabled": disabled});
-        self.call(Method::PATCH, &["projects", project, "robots", robot], Some(&body))
+        let body = RobotUpdate {
+            disabled: Some(disabled),
+            ..Default::default()
+        };
+        self.call(
+            Method::PATCH,
+            &["projects", project, "robots", robot],
+            Some(&to_json(&body)?),
+        )
     }
 
     pub fn rotate_robot(&self, project: &str, robot: &str) -> anyhow::Result<Reply<RobotSecret>> {
@@ -390,6 +335,11 @@ impl Client {
     }
 }
 
+/// A request body as JSON.
+fn to_json(body: &impl Serialize) -> anyhow::Result<Value> {
+    serde_json::to_value(body).context("cannot write the request body")
+}
+
 /// The code and message of an error answer: from the OCI error body
 /// `{"errors":[{"code","message"}]}` (several errors joined), or, for anything else (a
 /// proxy's page, say), the status's name and the start of the body.
@@ -431,6 +381,8 @@ pub fn error_body(status: StatusCode, body: &str) -> (String, String) {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::{IsTerminal as _, Write as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use anyhow::{Context as _, bail};
@@ -16,7 +16,7 @@ use pier_client::Location;
 use pier_client::base::Bases;
 use pier_client::copy::{CopyReport, Select};
 use pier_client::layout::LayoutStore;
-use pier_oci::Reference;
+use pier_oci::{Platform, Reference};
 
 use crate::output::{Table, printable};
 use crate::registries::Reach;
@@ -88,7 +88,8 @@ pub fn run(req: Request) -> anyhow::Result<()> {
         },
     )?;
     let progress = BuildProgress::new();
-    let report = build::build_with(&opts, &|e| progress.event(e), &bases)?;
+    let fetch = |reference: &str, platform: &Platform, blobs: &Path| bases.fetch(reference, platform, blobs);
+    let report = build::build_with(&opts, &|e| progress.event(e), &fetch)?;
     drop(progress);
     let pushed = match (&reach, &layout_dir) {
         (Ok(reach), Some(dir)) if req.push => Some(push(reach, &report, dir)?),

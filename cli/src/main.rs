@@ -193,7 +193,7 @@ fn role_parser() -> impl TypedValueParser<Value = Role> {
 
 /// The permissions a robot can be given, from the server's matrix.
 fn permission_parser() -> impl TypedValueParser<Value = Permission> {
-    let grantable = pier_registry::auth::ROBOT_GRANTABLE.actions();
+    let grantable = pier_registry::auth::Grant::robot_grantable().actions();
     clap::builder::PossibleValuesParser::new(grantable.into_iter().map(|a| a.name()))
         .map(|s| s.parse::<Permission>().expect("a listed permission parses"))
 }
@@ -293,7 +293,7 @@ struct AuditArgs {
     limit: Option<u32>,
     /// Only events older than this id (the cursor the previous page ended at)
     #[arg(long, value_name = "ID")]
-    before: Option<i64>,
+    before: Option<u64>,
     #[arg(long, help = format!("Follow the pages to the end (at most {} pages)", admin::AUDIT_MAX_PAGES))]
     all: bool,
 }

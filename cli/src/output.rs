@@ -1,6 +1,7 @@
 //! What the management commands print: aligned tables for people, the server's JSON for
 //! scripts.
 
+use std::fmt;
 use std::fmt::Write as _;
 
 /// A table printed with columns aligned, two spaces apart, under an upper-case header.
@@ -79,11 +80,11 @@ pub fn print_json(value: &serde_json::Value) {
 }
 
 /// `a, b, c`, or `-` for nothing.
-pub fn list_or_dash<S: AsRef<str>>(items: &[S]) -> String {
+pub fn list_or_dash<S: fmt::Display>(items: &[S]) -> String {
     if items.is_empty() {
         return "-".into();
     }
-    items.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(",")
+    items.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
 }
 
 #[cfg(test)]

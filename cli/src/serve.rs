@@ -1,195 +1,100 @@
-//! `pier serve`: settings from flags > environment > config file > defaults.
+//! `pier serve`: the registry's configuration (flags > environment > config file >
+//! defaults), its flags built from the registry's table of keys.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Args;
-use pier_registry::auth::IpNet;
-use pier_registry::{ConnectionLimits, RegistryConfig, limits};
-use serde::Deserialize;
+use clap::{Arg, ArgAction, ArgMatches, Command};
+use pier_registry::RegistryConfig;
+use pier_registry::config::{self, CONFIG_ENV, CONFIG_FLAG, KEYS, Key, Kind, Loaded, Sources};
 
-const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
-const DEFAULT_DATA_DIR: &str = "./pier-data";
-const DEFAULT_LOG: &str = "info";
-
-/// Flags of `pier serve`. Every one is optional so that the config file can fill it.
-#[derive(Args, Debug, Default)]
+/// Flags of `pier serve`: one per key of [`KEYS`] that has a flag, and `--config`.
+#[derive(Debug, Default)]
 pub struct ServeArgs {
-    /// Address to listen on [default: 127.0.0.1:5000]
-    #[arg(long, env = "PIER_LISTEN")]
-    listen: Option<SocketAddr>,
-    /// Directory holding blobs, uploads and metadata [default: ./pier-data]
-    #[arg(long, env = "PIER_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// Log filter, e.g. `info` or `pier_registry=debug` [default: info]
-    #[arg(long, env = "PIER_LOG")]
-    log: Option<String>,
-    /// The registry's external URL (e.g. https://registry.example.com), used in token
-    /// challenges when pier runs behind a proxy [default: from the request's Host]
-    #[arg(long, env = "PIER_PUBLIC_URL")]
-    public_url: Option<String>,
-    /// Lifetime of issued tokens in seconds [default: 300]
-    #[arg(long, env = "PIER_TOKEN_TTL")]
-    token_ttl_secs: Option<u64>,
-    /// Days audit events are kept; 0 keeps them forever [default: 180]
-    #[arg(long, env = "PIER_AUDIT_RETENTION_DAYS")]
-    audit_retention_days: Option<u64>,
-    /// Cap on the audit log's size in MiB (oldest events dropped first); 0: no cap
-    /// [default: 1024]
-    #[arg(long, env = "PIER_AUDIT_MAX_MB")]
-    audit_max_mb: Option<u64>,
-    /// Addresses or CIDRs of reverse proxies whose X-Forwarded-For names the client,
-    /// comma-separated (e.g. 10.0.0.5,192.168.0.0/24) [default: none]
-    #[arg(long, env = "PIER_TRUSTED_PROXIES", value_delimiter = ',')]
-    trusted_proxies: Option<Vec<String>>,
-    /// Seconds an untouched upload session is kept [default: 86400]
-    #[arg(long, env = "PIER_UPLOAD_TTL")]
-    upload_ttl_secs: Option<u64>,
-    /// Seconds a request head may take to arrive [default: 20]
-    #[arg(long, env = "PIER_HEADER_READ_TIMEOUT")]
-    header_read_timeout_secs: Option<u64>,
-    /// Seconds a keep-alive connection may idle between requests [default: 60]
-    #[arg(long, env = "PIER_IDLE_TIMEOUT")]
-    idle_timeout_secs: Option<u64>,
-    /// Seconds a request body may send nothing before the request ends [default: 60]
-    #[arg(long, env = "PIER_BODY_IDLE_TIMEOUT")]
-    body_idle_timeout_secs: Option<u64>,
-    /// Connections served at once; more are answered 503 [default: 1024]
-    #[arg(long, env = "PIER_MAX_CONNECTIONS")]
-    max_connections: Option<usize>,
-    /// TOML file with any of the keys in README.md's configuration table
-    #[arg(long, env = "PIER_CONFIG")]
     config: Option<PathBuf>,
+    flags: Vec<(&'static Key, String)>,
 }
 
-/// The first admin password, read on first start only. An environment variable rather
-/// than a flag, so that it does not show in process listings.
-const ADMIN_PASSWORD_ENV: &str = "PIER_ADMIN_PASSWORD";
+impl clap::FromArgMatches for ServeArgs {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut args = ServeArgs::default();
+        args.update_from_arg_matches(matches)?;
+        Ok(args)
+    }
 
-/// The config file's shape. Unknown keys are errors, so a typo is never silently ignored.
-#[derive(Deserialize, Debug, Default, PartialEq)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<SocketAddr>,
-    data_dir: Option<PathBuf>,
-    log: Option<String>,
-    public_url: Option<String>,
-    token_ttl_secs: Option<u64>,
-    audit_retention_days: Option<u64>,
-    audit_max_mb: Option<u64>,
-    trusted_proxies: Option<Vec<String>>,
-    upload_ttl_secs: Option<u64>,
-    header_read_timeout_secs: Option<u64>,
-    idle_timeout_secs: Option<u64>,
-    body_idle_timeout_secs: Option<u64>,
-    max_connections: Option<usize>,
-}
-
-/// The settings `pier serve` runs with.
-#[derive(Debug, PartialEq)]
-struct Settings {
-    listen: SocketAddr,
-    data_dir: PathBuf,
-    log: String,
-    public_url: Option<String>,
-    token_ttl: std::time::Duration,
-    audit_retention_days: u64,
-    audit_max_mb: u64,
-    trusted_proxies: Vec<IpNet>,
-    upload_ttl: Duration,
-    connections: ConnectionLimits,
-}
-
-/// `10.0.0.5` or `10.0.0.0/8` (IPv6 likewise).
-fn parse_net(s: &str) -> anyhow::Result<IpNet> {
-    let s = s.trim();
-    s.parse::<IpNet>()
-        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
-        .map_err(|_| anyhow::anyhow!("trusted_proxies: {s:?} is not an address or CIDR (e.g. 10.0.0.0/8)"))
-}
-
-/// A number of seconds that must be at least 1.
-fn seconds(name: &str, v: Option<u64>, default: Duration) -> anyhow::Result<Duration> {
-    match v {
-        None => Ok(default),
-        Some(0) => anyhow::bail!("{name} must be at least 1"),
-        Some(n) => Ok(Duration::from_secs(n)),
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        if let Some(path) = matches.get_one::<PathBuf>(CONFIG_FLAG) {
+            self.config = Some(path.clone());
+        }
+        for key in KEYS {
+            let Some(values) = key.flag.and_then(|f| matches.get_many::<String>(f)) else {
+                continue;
+            };
+            // A list flag may be repeated; its values join as the environment gives them.
+            let value = values.map(String::as_str).collect::<Vec<_>>().join(",");
+            self.flags.retain(|(k, _)| k.path != key.path);
+            self.flags.push((key, value));
+        }
+        Ok(())
     }
 }
 
-fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-    toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
+impl clap::Args for ServeArgs {
+    fn augment_args(cmd: Command) -> Command {
+        let keys = KEYS.iter().filter_map(|k| k.flag.map(|flag| key_arg(flag, k)));
+        cmd.args(keys).arg(
+            Arg::new(CONFIG_FLAG)
+                .long(CONFIG_FLAG)
+                .value_name("FILE")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help(format!(
+                    "TOML file with any of the keys in README.md's configuration table [env: {CONFIG_ENV}]"
+                )),
+        )
+    }
+
+    fn augment_args_for_update(cmd: Command) -> Command {
+        Self::augment_args(cmd)
+    }
 }
 
-fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
-    let file = match &args.config {
-        Some(p) => read_config(p)?,
-        None => FileConfig::default(),
-    };
-    Ok(Settings {
-        listen: args
-            .listen
-            .or(file.listen)
-            .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address")),
-        data_dir: args
-            .data_dir
-            .or(file.data_dir)
-            .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
-        log: args.log.or(file.log).unwrap_or_else(|| DEFAULT_LOG.into()),
-        public_url: args.public_url.or(file.public_url),
-        token_ttl: args
-            .token_ttl_secs
-            .or(file.token_ttl_secs)
-            .map_or(pier_registry::limits::DEFAULT_TOKEN_TTL, std::time::Duration::from_secs),
-        audit_retention_days: args
-            .audit_retention_days
-            .or(file.audit_retention_days)
-            .unwrap_or(pier_registry::limits::DEFAULT_AUDIT_RETENTION_DAYS),
-        audit_max_mb: args
-            .audit_max_mb
-            .or(file.audit_max_mb)
-            .unwrap_or(limits::DEFAULT_AUDIT_MAX_BYTES / MIB),
-        trusted_proxies: args
-            .trusted_proxies
-            .or(file.trusted_proxies)
-            .unwrap_or_default()
-            .iter()
-            .filter(|s| !s.trim().is_empty())
-            .map(|s| parse_net(s))
-            .collect::<anyhow::Result<_>>()?,
-        upload_ttl: seconds(
-            "upload_ttl_secs",
-            args.upload_ttl_secs.or(file.upload_ttl_secs),
-            limits::DEFAULT_UPLOAD_TTL,
-        )?,
-        connections: ConnectionLimits {
-            header_read_timeout: seconds(
-                "header_read_timeout_secs",
-                args.header_read_timeout_secs.or(file.header_read_timeout_secs),
-                limits::HEADER_READ_TIMEOUT,
-            )?,
-            idle_timeout: seconds(
-                "idle_timeout_secs",
-                args.idle_timeout_secs.or(file.idle_timeout_secs),
-                limits::IDLE_TIMEOUT,
-            )?,
-            body_idle_timeout: seconds(
-                "body_idle_timeout_secs",
-                args.body_idle_timeout_secs.or(file.body_idle_timeout_secs),
-                limits::BODY_IDLE_TIMEOUT,
-            )?,
-            max_connections: match args.max_connections.or(file.max_connections) {
-                Some(0) => anyhow::bail!("max_connections must be at least 1"),
-                other => other.unwrap_or(limits::MAX_CONNECTIONS),
-            },
-        },
-    })
+/// The flag of `key`; values stay text, read by the registry's loader like the
+/// environment's, so both fail with the same message.
+fn key_arg(flag: &'static str, key: &Key) -> Arg {
+    let help = format!(
+        "{} [env: {}] [default: {}]",
+        sentence(key.help),
+        key.env,
+        config::default_text(key)
+    );
+    let arg = Arg::new(flag)
+        .long(flag)
+        .value_name(key.kind.value_name())
+        .help(help.replace('`', ""));
+    match key.kind {
+        Kind::List => arg.action(ArgAction::Append),
+        _ => arg.action(ArgAction::Set),
+    }
 }
 
-const MIB: u64 = 1024 * 1024;
+/// `address to listen on` as `Address to listen on`.
+fn sentence(help: &str) -> String {
+    let mut chars = help.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// The configuration from `args` and the environment `env`.
+fn load(args: ServeArgs, env: HashMap<String, String>) -> anyhow::Result<Loaded> {
+    Ok(RegistryConfig::load(&Sources {
+        file: args.config,
+        env,
+        flags: args.flags,
+    })?)
+}
 
 async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
@@ -200,42 +105,29 @@ async fn shutdown_signal() {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let s = settings(args)?;
-    let filter =
-        tracing_subscriber::EnvFilter::try_new(&s.log).with_context(|| format!("invalid log filter {:?}", s.log))?;
+    let Loaded { config: s, notes } = load(args, Sources::process_env()?)?;
+    let filter = tracing_subscriber::EnvFilter::try_new(&s.log)
+        .with_context(|| format!("log: invalid log filter {:?}", s.log))?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
+    for note in notes {
+        tracing::warn!("{note}");
+    }
     // Everything pier writes (metadata database, audit log, blobs) is for its own user
     // only, whatever umask it was started with.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
-    if s.token_ttl.is_zero() {
-        anyhow::bail!("token_ttl_secs must be at least 1");
-    }
     if !s.listen.ip().is_loopback() && s.public_url.is_none() {
         tracing::warn!(
             listen = %s.listen,
             "listening on a non-loopback address without --public-url: token challenges name the realm after each request's Host header, which a client chooses; set --public-url to the registry's external URL"
         );
     }
-    let config = RegistryConfig {
-        auth: pier_registry::AuthConfig {
-            token_ttl: s.token_ttl,
-            audit_retention_days: s.audit_retention_days,
-            audit_max_bytes: s.audit_max_mb.saturating_mul(MIB),
-            trusted_proxies: s.trusted_proxies.clone(),
-            admin_password: std::env::var(ADMIN_PASSWORD_ENV).ok().filter(|p| !p.is_empty()),
-            public_url: s.public_url.clone(),
-        },
-        upload_ttl: s.upload_ttl,
-        connections: s.connections.clone(),
-        ..Default::default()
-    };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
-        let registry = pier_registry::Registry::open_with(&s.data_dir, config)
+        let registry = pier_registry::Registry::open_config(&s)
             .await
             .with_context(|| format!("cannot open the data dir {}", s.data_dir.display()))?;
         let listener = tokio::net::TcpListener::bind(s.listen)
@@ -249,7 +141,42 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use clap::{Args as _, FromArgMatches as _};
+    use pier_registry::limits;
+
     use super::*;
+
+    const DEFAULT_LISTEN: &str = "127.0.0.1:5000";
+    const DEFAULT_DATA_DIR: &str = "./pier-data";
+    const MIB: u64 = 1024 * 1024;
+
+    /// `pier serve ARGS…` as clap parses it.
+    fn parse(args: &[&str]) -> ServeArgs {
+        let cmd = ServeArgs::augment_args(Command::new("serve"));
+        let matches = cmd
+            .try_get_matches_from(std::iter::once("serve").chain(args.iter().copied()))
+            .unwrap();
+        ServeArgs::from_arg_matches(&matches).unwrap()
+    }
+
+    fn with_env(args: ServeArgs, env: &[(&str, &str)]) -> anyhow::Result<RegistryConfig> {
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Ok(load(args, env)?.config)
+    }
+
+    fn settings(args: ServeArgs) -> anyhow::Result<RegistryConfig> {
+        with_env(args, &[])
+    }
+
+    fn config_file(text: &str) -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("pier.toml");
+        std::fs::write(&cfg, text).unwrap();
+        let path = cfg.to_str().unwrap().to_owned();
+        (dir, path)
+    }
 
     #[test]
     fn defaults() {
@@ -260,63 +187,60 @@ mod tests {
 
     #[test]
     fn flags_beat_file_beats_defaults() {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = dir.path().join("pier.toml");
-        std::fs::write(&cfg, "listen = \"127.0.0.1:6000\"\ndata_dir = \"/srv/pier\"\n").unwrap();
-        let s = settings(ServeArgs {
-            config: Some(cfg.clone()),
-            ..Default::default()
-        })
-        .unwrap();
+        let (_dir, cfg) = config_file("listen = \"127.0.0.1:6000\"\ndata_dir = \"/srv/pier\"\n");
+        let s = settings(parse(&["--config", &cfg])).unwrap();
         assert_eq!(s.listen.port(), 6000);
         assert_eq!(s.data_dir, PathBuf::from("/srv/pier"));
-        let s = settings(ServeArgs {
-            config: Some(cfg),
-            listen: Some("127.0.0.1:7000".parse().unwrap()),
-            ..Default::default()
-        })
-        .unwrap();
+        let s = settings(parse(&["--config", &cfg, "--listen", "127.0.0.1:7000"])).unwrap();
         assert_eq!(s.listen.port(), 7000);
         assert_eq!(s.data_dir, PathBuf::from("/srv/pier"));
+    }
+
+    #[test]
+    fn flags_beat_env_beats_file_beats_defaults() {
+        let (_dir, cfg) = config_file("listen = \"127.0.0.1:6000\"\ndata_dir = \"/file\"\nlog = \"debug\"\n");
+        let env = [
+            ("PIER_LISTEN", "127.0.0.1:6001"),
+            ("PIER_DATA_DIR", "/env"),
+            ("PIER_CONFIG", cfg.as_str()),
+        ];
+        let s = with_env(parse(&["--listen", "127.0.0.1:6002"]), &env).unwrap();
+        assert_eq!(s.listen.port(), 6002, "flag over environment");
+        assert_eq!(s.data_dir, PathBuf::from("/env"), "environment over file");
+        assert_eq!(s.log, "debug", "file over default");
+        assert_eq!(s.auth.token_ttl, limits::DEFAULT_TOKEN_TTL, "default");
+        // --config wins over PIER_CONFIG, like every flag.
+        let (_other, other) = config_file("log = \"warn\"\n");
+        let s = with_env(parse(&["--config", &other]), &env).unwrap();
+        assert_eq!(s.log, "warn");
+        // An empty variable counts as unset.
+        let s = with_env(ServeArgs::default(), &[("PIER_LISTEN", "")]).unwrap();
+        assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
     }
 
     #[test]
     fn hardening_keys_from_file_and_flags() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("pier.toml");
+        let cfg_arg = cfg.to_str().unwrap();
         std::fs::write(
             &cfg,
             "trusted_proxies = [\"10.0.0.5\", \"192.168.0.0/24\"]\naudit_max_mb = 64\nupload_ttl_secs = 3600\nidle_timeout_secs = 5\nmax_connections = 100\n",
         )
         .unwrap();
-        let s = settings(ServeArgs {
-            config: Some(cfg.clone()),
-            max_connections: Some(200),
-            ..Default::default()
-        })
-        .unwrap();
-        assert_eq!(s.trusted_proxies.len(), 2);
-        assert!(s.trusted_proxies[0].contains(&"10.0.0.5".parse::<std::net::IpAddr>().unwrap()));
-        assert_eq!(s.audit_max_mb, 64);
-        assert_eq!(s.upload_ttl, Duration::from_secs(3600));
+        let s = settings(parse(&["--config", cfg_arg, "--max-connections", "200"])).unwrap();
+        assert_eq!(s.auth.trusted_proxies.len(), 2);
+        assert!(s.auth.trusted_proxies[0].contains(&"10.0.0.5".parse::<std::net::IpAddr>().unwrap()));
+        assert_eq!(s.auth.audit_max_bytes, 64 * MIB);
+        assert_eq!(s.uploads.ttl, Duration::from_secs(3600));
         assert_eq!(s.connections.idle_timeout, Duration::from_secs(5));
         assert_eq!(s.connections.max_connections, 200);
         assert_eq!(s.connections.header_read_timeout, limits::HEADER_READ_TIMEOUT);
         std::fs::write(&cfg, "trusted_proxies = [\"10.0.0.0/33\"]\n").unwrap();
-        let e = settings(ServeArgs {
-            config: Some(cfg.clone()),
-            ..Default::default()
-        })
-        .unwrap_err()
-        .to_string();
+        let e = settings(parse(&["--config", cfg_arg])).unwrap_err().to_string();
         assert!(e.contains("trusted_proxies") && e.contains("10.0.0.0/33"), "{e}");
         std::fs::write(&cfg, "idle_timeout_secs = 0\n").unwrap();
-        let e = settings(ServeArgs {
-            config: Some(cfg),
-            ..Default::default()
-        })
-        .unwrap_err()
-        .to_string();
+        let e = settings(parse(&["--config", cfg_arg])).unwrap_err().to_string();
         assert!(e.contains("idle_timeout_secs"), "{e}");
     }
 
@@ -324,21 +248,73 @@ mod tests {
     fn bad_config_names_file_and_field() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("pier.toml");
+        let cfg_arg = cfg.to_str().unwrap();
         std::fs::write(&cfg, "listn = \"127.0.0.1:6000\"\n").unwrap();
-        let e = settings(ServeArgs {
-            config: Some(cfg.clone()),
-            ..Default::default()
-        })
-        .unwrap_err()
-        .to_string();
+        let e = settings(parse(&["--config", cfg_arg])).unwrap_err().to_string();
         assert!(e.contains("pier.toml") && e.contains("listn"), "{e}");
         std::fs::write(&cfg, "listen = \"not an address\"\n").unwrap();
-        let e = settings(ServeArgs {
-            config: Some(cfg),
-            ..Default::default()
-        })
-        .unwrap_err()
-        .to_string();
+        let e = settings(parse(&["--config", cfg_arg])).unwrap_err().to_string();
         assert!(e.contains("listen"), "{e}");
+    }
+
+    #[test]
+    fn bad_flag_and_env_values_name_their_source_and_key() {
+        let e = settings(parse(&["--token-ttl-secs", "0"])).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "flag --token-ttl-secs: auth.token_ttl_secs: must be at least 1 (seconds)"
+        );
+        let e = settings(parse(&["--max-connections", "many"])).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "flag --max-connections: connections.max_connections: \"many\" is not a whole number"
+        );
+        let e = with_env(ServeArgs::default(), &[("PIER_LISTEN", "nowhere")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("environment variable PIER_LISTEN: listen: "), "{e}");
+        let e = with_env(ServeArgs::default(), &[("PIER_TRUSTED_PROXIES", "10.0.0.5,bogus")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("environment variable PIER_TRUSTED_PROXIES: auth.trusted_proxies") && e.contains("bogus"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn every_key_with_a_flag_is_a_flag_and_secrets_are_not() {
+        let cmd = ServeArgs::augment_args(Command::new("serve"));
+        let longs: Vec<_> = cmd.get_arguments().filter_map(|a| a.get_long()).collect();
+        for key in KEYS {
+            assert_eq!(
+                key.flag.is_some_and(|f| longs.contains(&f)),
+                key.flag.is_some(),
+                "{}",
+                key.path
+            );
+        }
+        assert!(longs.contains(&CONFIG_FLAG));
+        let admin = KEYS.iter().find(|k| k.env == "PIER_ADMIN_PASSWORD").unwrap();
+        assert_eq!(admin.flag, None);
+        let err = ServeArgs::augment_args(Command::new("serve"))
+            .try_get_matches_from(["serve", "--admin-password", "x"])
+            .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument);
+        let s = with_env(ServeArgs::default(), &[("PIER_ADMIN_PASSWORD", "first-Secret-1")]).unwrap();
+        assert_eq!(s.auth.admin_password.as_deref(), Some("first-Secret-1"));
+    }
+
+    #[test]
+    fn list_flags_repeat_or_take_commas() {
+        let s = settings(parse(&[
+            "--trusted-proxies",
+            "10.0.0.5, 10.0.0.6",
+            "--trusted-proxies",
+            "10.1.0.0/16",
+        ]))
+        .unwrap();
+        let nets: Vec<_> = s.auth.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(nets, ["10.0.0.5/32", "10.0.0.6/32", "10.1.0.0/16"]);
     }
 }

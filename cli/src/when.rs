@@ -7,7 +7,7 @@ use anyhow::{Context as _, anyhow, bail};
 
 /// `t` as the management API spells times: `2026-11-23T10:00:00Z`.
 pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
+    pier_oci::time::rfc3339(pier_oci::time::unix_secs(t))
 }
 
 /// A moment in the past for audit filters: RFC 3339 (`2026-11-23T10:00:00Z`, with an
@@ -55,40 +55,14 @@ fn absolute(s: &str) -> anyhow::Result<Option<SystemTime>> {
     if !looks_like_date {
         return Ok(None);
     }
-    let bad = |e: humantime::TimestampError| anyhow!("{s:?} is not an RFC 3339 time: {e}");
-    if s.len() == 10 {
-        return humantime::parse_rfc3339_weak(&format!("{s}T00:00:00Z"))
-            .map(Some)
-            .map_err(bad);
-    }
-    // humantime knows only UTC; an explicit offset is applied by hand.
-    let (local, offset) = split_offset(s)?;
-    let t = humantime::parse_rfc3339_weak(local).map_err(bad)?;
-    let t = if offset >= 0 {
-        t.checked_sub(Duration::from_secs(offset as u64))
+    // A bare date is its midnight UTC.
+    let full = if s.len() == 10 {
+        format!("{s}T00:00:00Z")
     } else {
-        t.checked_add(Duration::from_secs(offset.unsigned_abs()))
+        s.to_owned()
     };
-    t.map(Some).ok_or_else(|| anyhow!("{s:?} is out of range"))
-}
-
-/// The time part without its zone, and the zone's offset east of UTC in seconds.
-fn split_offset(s: &str) -> anyhow::Result<(&str, i64)> {
-    if let Some(local) = s.strip_suffix(['Z', 'z']) {
-        return Ok((local, 0));
-    }
-    let b = s.as_bytes();
-    if b.len() >= 19 + 6 && matches!(b[b.len() - 6], b'+' | b'-') && b[b.len() - 3] == b':' {
-        let (local, zone) = s.split_at(s.len() - 6);
-        let hh: i64 = zone[1..3].parse().with_context(|| format!("bad offset in {s:?}"))?;
-        let mm: i64 = zone[4..6].parse().with_context(|| format!("bad offset in {s:?}"))?;
-        if hh > 23 || mm > 59 {
-            bail!("bad offset in {s:?}");
-        }
-        let secs = hh * 3600 + mm * 60;
-        return Ok((local, if zone.starts_with('-') { -secs } else { secs }));
-    }
-    Ok((s, 0))
+    let secs = pier_oci::time::parse_rfc3339(&full).map_err(|e| anyhow!("{s:?} is not an RFC 3339 time: {}", e.why))?;
+    Ok(Some(UNIX_EPOCH + Duration::from_secs(secs)))
 }
 
 fn duration(s: &str) -> anyhow::Result<Duration> {

@@ -1,11 +1,10 @@
 //! Base images for the builder: the platform's image of a base (from any registry or an OCI
 //! layout), its layers streamed into the build cache and checked, its config for the builder
-//! to extend. Implements [`pier_builder::build::BaseFetcher`].
+//! to extend. [`Bases::fetch`] is what pier-builder's `BaseFetcher` asks for.
 
 use std::path::Path;
 
-use pier_builder::build::{BaseFetcher, BaseImage};
-use pier_builder::layer::Layer;
+use pier_oci::layout::{BaseImage, Layer};
 use pier_oci::{Digest, Platform, Reference, media};
 
 use crate::copy::{image_platform, platform_list, read_small_blob, target};
@@ -53,8 +52,11 @@ impl<F: Fn(&Location) -> Result<Registries, String> + Sync> Bases<F> {
     }
 }
 
-impl<F: Fn(&Location) -> Result<Registries, String> + Sync> BaseFetcher for Bases<F> {
-    fn fetch(&self, reference: &str, platform: &Platform, blobs_dir: &Path) -> Result<BaseImage, String> {
+impl<F: Fn(&Location) -> Result<Registries, String> + Sync> Bases<F> {
+    /// The image of `platform` in the base `reference` (an index or a single image), its
+    /// layers stored under `blobs_dir`; blocks until it is there. The error is a message
+    /// naming the base (e.g. the platforms it has instead).
+    pub fn fetch(&self, reference: &str, platform: &Platform, blobs_dir: &Path) -> Result<BaseImage, String> {
         self.runtime
             .block_on(self.fetch_async(reference, platform, blobs_dir))
             .map_err(|e| format!("base image: {e}"))

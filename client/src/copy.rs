@@ -459,7 +459,7 @@ pub(crate) fn index_manifest(entries: &[Desc], target: &str) -> Result<Manifest,
         "mediaType": media::OCI_INDEX,
         "manifests": entries,
     });
-    let bytes = pier_builder::image::canonical_json(&body).map_err(|e| ClientError::Invalid {
+    let bytes = pier_oci::layout::canonical_json(&body).map_err(|e| ClientError::Invalid {
         target: target.to_owned(),
         message: format!("cannot write the index: {e}"),
     })?;

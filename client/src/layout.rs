@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
-use oci_spec::image::{Descriptor, MediaType};
-use pier_builder::image::{ImageError, OciLayout};
+use oci_spec::image::Descriptor;
+use pier_oci::layout::{ImageError, OciLayout, descriptor};
 use pier_oci::{Digest, Hasher, Reference};
 use tokio::io::AsyncWriteExt as _;
 use tokio_util::io::ReaderStream;
@@ -189,13 +189,6 @@ pub(crate) async fn write_blob_file(
 
 /// A descriptor for `manifest` (media type, digest, size).
 pub fn manifest_descriptor(manifest: &Manifest) -> Descriptor {
-    Descriptor::new(
-        MediaType::from(manifest.media_type.as_str()),
-        manifest.bytes.len() as u64,
-        manifest
-            .digest
-            .to_string()
-            .parse::<oci_spec::image::Digest>()
-            .expect("a pier digest is a valid OCI digest"),
-    )
+    descriptor(&manifest.media_type, &manifest.digest, manifest.bytes.len() as u64)
+        .expect("a pier digest is a valid OCI digest")
 }

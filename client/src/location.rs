@@ -4,7 +4,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use pier_oci::{Reference, RepoName};
+use pier_oci::{ImageRef, ImageRefError, Reference, RepoName};
 
 use crate::ClientError;
 
@@ -42,7 +42,7 @@ impl Location {
             reason: reason.to_owned(),
         };
         if let Some(rest) = text.strip_prefix("oci:") {
-            let (dir, reference) = split_reference(rest).map_err(|r| bad(&r))?;
+            let (dir, reference) = split_layout_reference(rest).map_err(|r| bad(&r))?;
             if dir.is_empty() {
                 return Err(bad("oci: needs a directory, e.g. oci:out or oci:out:1.0"));
             }
@@ -66,21 +66,23 @@ impl Location {
                 "{transport}: is not supported here; use a registry reference or oci:DIR"
             )));
         }
-        let (first, rest) = text.split_once('/').unwrap_or(("", text));
-        let (registry, path) = if is_host(first) {
-            (first.to_owned(), rest)
-        } else {
-            match default_registry {
-                Some(r) => (r.to_owned(), text),
-                None => {
-                    return Err(bad(
-                        "no registry: start with HOST[:PORT]/ (e.g. 127.0.0.1:5000/myorg/app:1.0) or `pier login` first",
-                    ));
-                }
+        let image: ImageRef = text.parse().map_err(|e: ImageRefError| bad(&e.to_string()))?;
+        let registry = match (image.host(), default_registry) {
+            (Some(host), _) => host.to_owned(),
+            (None, Some(r)) => r.to_owned(),
+            (None, None) => {
+                return Err(bad(
+                    "no registry: start with HOST[:PORT]/ (e.g. 127.0.0.1:5000/myorg/app:1.0) or `pier login` first",
+                ));
             }
         };
-        let (repo, reference) = split_reference(path).map_err(|r| bad(&r))?;
-        let repository = repo.parse::<RepoName>().map_err(|e| bad(&e.to_string()))?;
+        let reference = match (image.tag(), image.digest()) {
+            (Some(_), Some(_)) => return Err(bad("give a tag or a digest, not both")),
+            (Some(t), None) => Some(Reference::Tag(t.clone())),
+            (None, Some(d)) => Some(Reference::Digest(d.clone())),
+            (None, None) => None,
+        };
+        let repository = image.repository().clone();
         Ok(Location::Registry {
             registry,
             repository,
@@ -117,9 +119,9 @@ impl Location {
     }
 }
 
-/// `repo`, `repo:tag`, `repo@sha256:…` → (repo, reference). A colon followed by a valid tag
-/// with no `/` after it is a tag; anything else stays part of the name (a port, a path).
-fn split_reference(text: &str) -> Result<(&str, Option<Reference>), String> {
+/// `dir`, `dir:tag`, `dir@sha256:…` → (dir, reference). A colon with no `/` after it starts
+/// a tag; one before a `/` stays part of the directory.
+fn split_layout_reference(text: &str) -> Result<(&str, Option<Reference>), String> {
     if let Some((name, digest)) = text.rsplit_once('@') {
         let d = digest.parse().map_err(|e: pier_oci::DigestError| e.to_string())?;
         return Ok((name, Some(Reference::Digest(d))));
@@ -131,12 +133,6 @@ fn split_reference(text: &str) -> Result<(&str, Option<Reference>), String> {
         }
         _ => Ok((text, None)),
     }
-}
-
-/// Docker's rule: the first component is a registry when it has a dot or a port, or is
-/// `localhost`.
-fn is_host(first: &str) -> bool {
-    !first.is_empty() && (first.contains('.') || first.contains(':') || first == "localhost")
 }
 
 impl fmt::Display for Location {

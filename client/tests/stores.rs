@@ -8,13 +8,13 @@ use std::path::Path;
 
 use bytes::Bytes;
 use futures_util::{TryStreamExt as _, stream};
-use pier_builder::image::OciLayout;
 use pier_client::copy::{BlobOutcome, CopyEvent, Select, copy};
 use pier_client::index::{IndexOptions, Source, create_index, inspect};
 use pier_client::layout::LayoutStore;
 use pier_client::store::BlobStream;
 use pier_client::{ClientError, ImageStore, Login, Manifest, Registries, RegistryOptions};
-use pier_oci::{Digest, Reference, media};
+use pier_oci::layout::OciLayout;
+use pier_oci::{Digest, Platform, Reference, media};
 use serde_json::{Value, json};
 
 const ADMIN_PASSWORD: &str = "client-test-password";
@@ -578,7 +578,8 @@ fn build_on_base(
         epoch: Some(1_700_000_000),
     };
     let bases = pier_client::base::Bases::new(None, move |_: &pier_client::Location| Ok(regs.clone())).unwrap();
-    build_with(&opts, &|_| {}, &bases).map_err(|e| e.to_string())
+    let fetch = |reference: &str, platform: &Platform, blobs: &Path| bases.fetch(reference, platform, blobs);
+    build_with(&opts, &|_| {}, &fetch).map_err(|e| e.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,12 +1,16 @@
 //! The HTTP edge for errors: every domain error becomes an OCI error body here, once.
+//! Store failures split three ways: transient (`503 UNAVAILABLE`, with `Retry-After`), out of
+//! space (`507 INSUFFICIENT_STORAGE`), anything else (`500 UNKNOWN`).
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use pier_oci::{Digest, ErrorCode, NameError, OciError};
+use pier_oci::{ErrorCode, NameError, OciError};
 
 use crate::auth::AuthError;
+use crate::limits::STORE_RETRY_AFTER;
 use crate::manifest::ManifestError;
-use crate::storage::{BlobError, Deletion, MetaError};
+use crate::service::ServiceError;
+use crate::storage::{BlobError, MetaError};
 
 /// The cause of a 5xx, attached to the response so the request log prints it (responses
 /// never log by themselves).
@@ -62,6 +66,13 @@ impl ApiError {
         e.0.cause = Some(cause);
         e
     }
+
+    /// `503 UNAVAILABLE` with `Retry-After`: a store did not answer, and the same request
+    /// may succeed shortly.
+    fn unavailable(cause: String) -> ApiError {
+        ApiError::internal(ErrorCode::Unavailable, cause)
+            .header(header::RETRY_AFTER, STORE_RETRY_AFTER.as_secs().to_string())
+    }
 }
 
 impl From<OciError> for ApiError {
@@ -88,49 +99,49 @@ impl From<BlobError> for ApiError {
             BlobError::DigestMismatch { .. } => ApiError::code(ErrorCode::DigestInvalid).message(e.to_string()),
             BlobError::BodyIncomplete { .. } => ApiError::code(ErrorCode::BlobUploadInvalid).message(e.to_string()),
             BlobError::NoSpace => ApiError::internal(ErrorCode::InsufficientStorage, e.to_string()),
-            BlobError::Io(_) => ApiError::internal(ErrorCode::Unknown, e.to_string()),
+            BlobError::Unavailable(_) => ApiError::unavailable(e.to_string()),
+            BlobError::Io(_) | BlobError::Failed(_) => ApiError::internal(ErrorCode::Unknown, e.to_string()),
         }
     }
 }
 
-/// What a delete was asked to remove, for its answer.
-#[derive(Clone, Copy)]
-pub(crate) enum DeleteTarget<'a> {
-    /// `DELETE /v2/<name>/manifests/<digest>`.
-    Manifest(&'a Digest),
-    /// `DELETE /v2/<name>/blobs/<digest>`.
-    Blob(&'a Digest),
-}
-
-/// A delete's outcome as the protocol answers it: done, unknown, or `409 CONFLICT` naming
-/// what still references the target, so the client knows which tag (or parent) to delete
-/// first. The spec lists no code for this; `DENIED` (403) would say the caller lacks a
-/// permission, which is not the case, while `CONFLICT` says the repository's state is in
-/// the way.
-pub(crate) fn deletion(outcome: Deletion, target: DeleteTarget<'_>) -> Result<(), ApiError> {
-    let (what, digest, unknown, parent) = match target {
-        DeleteTarget::Manifest(d) => ("manifest", d, ErrorCode::ManifestUnknown, "index"),
-        DeleteTarget::Blob(d) => ("blob", d, ErrorCode::BlobUnknown, "manifest"),
-    };
-    match outcome {
-        Deletion::Deleted => Ok(()),
-        Deletion::NotFound => Err(ApiError::code(unknown)),
-        Deletion::Referenced { by, tag } => Err(ApiError::code(ErrorCode::Conflict)
-            .message(format!(
-                "{what} {digest} is referenced by {parent} {by} (reachable from tag {tag}); \
-                 delete the tag or the {parent} first"
-            ))
-            .detail(serde_json::json!({
-                "digest": digest.to_string(),
-                "referencedBy": by.to_string(),
-                "tag": tag,
-            }))),
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        let message = e.to_string();
+        match e {
+            ServiceError::ManifestUnknown => ApiError::code(ErrorCode::ManifestUnknown),
+            ServiceError::BlobUnknown => ApiError::code(ErrorCode::BlobUnknown),
+            ServiceError::UploadUnknown => ApiError::code(ErrorCode::BlobUploadUnknown),
+            ServiceError::RepositoryUnknown(_) => ApiError::code(ErrorCode::NameUnknown).message(message),
+            ServiceError::ManifestDigestMismatch { .. } => ApiError::code(ErrorCode::DigestInvalid).message(message),
+            ServiceError::Manifest(e) => e.into(),
+            ServiceError::Missing { digest, .. } => ApiError::code(ErrorCode::ManifestBlobUnknown)
+                .message(message)
+                .detail(serde_json::json!({ "digest": digest.to_string() })),
+            // The spec lists no code for a delete refused because something still needs
+            // the target; `DENIED` (403) would say the caller lacks a permission, while
+            // `CONFLICT` says the repository's state is in the way, and the detail names
+            // the tag (or parent) to delete first.
+            ServiceError::Referenced { digest, by, tag, .. } => ApiError::code(ErrorCode::Conflict)
+                .message(message)
+                .detail(serde_json::json!({
+                    "digest": digest.to_string(),
+                    "referencedBy": by.to_string(),
+                    "tag": tag,
+                })),
+            ServiceError::ProjectNotEmpty { .. } => ApiError::code(ErrorCode::Conflict).message(message),
+            ServiceError::Blob(e) => e.into(),
+            ServiceError::Meta(e) => e.into(),
+        }
     }
 }
 
 impl From<MetaError> for ApiError {
     fn from(e: MetaError) -> Self {
-        ApiError::internal(ErrorCode::Unknown, e.to_string())
+        match e {
+            MetaError::Unavailable(_) => ApiError::unavailable(e.to_string()),
+            MetaError::Failed(_) | MetaError::Corrupt(_) => ApiError::internal(ErrorCode::Unknown, e.to_string()),
+        }
     }
 }
 

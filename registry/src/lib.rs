@@ -15,13 +15,18 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+mod backends;
+pub mod config;
 mod error;
+mod extend;
 pub mod limits;
 mod log;
+pub mod management;
 mod manifest;
 mod metrics;
 mod routes;
 mod server;
+pub mod service;
 mod sessions;
 pub mod storage;
 
@@ -29,16 +34,18 @@ use std::future::Future;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{any, get};
 
 pub use auth::{Auth, AuthConfig};
+pub use config::{ConnectionLimits, MetadataConfig, RegistryConfig, StorageConfig, UploadConfig};
 pub use error::ApiError;
+pub use extend::Context;
 pub use metrics::MetricsConfig;
 use routes::App;
-use storage::{BlobStore, FsBlobStore, MetaError, MetaStore, SledMetaStore};
+pub use service::Service;
+use storage::{BlobStore, MetaError, MetaStore};
 
 /// Why a registry could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -72,76 +79,22 @@ pub enum OpenError {
     },
 }
 
-/// How long connections may idle or stall, and how many may be open at once.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConnectionLimits {
-    /// A request's head must arrive whole within this time after its first byte.
-    pub header_read_timeout: Duration,
-    /// A keep-alive connection with no request in flight is closed after this long.
-    pub idle_timeout: Duration,
-    /// A request body that delivers no bytes for this long ends the request (an upload
-    /// keeps what arrived and can be resumed).
-    pub body_idle_timeout: Duration,
-    /// Connections served at once; more are answered 503 and closed.
-    pub max_connections: usize,
-}
-
-impl Default for ConnectionLimits {
-    fn default() -> Self {
-        ConnectionLimits {
-            header_read_timeout: limits::HEADER_READ_TIMEOUT,
-            idle_timeout: limits::IDLE_TIMEOUT,
-            body_idle_timeout: limits::BODY_IDLE_TIMEOUT,
-            max_connections: limits::MAX_CONNECTIONS,
-        }
-    }
-}
-
-/// Everything a registry is opened with.
-#[derive(Debug, Clone)]
-pub struct RegistryConfig {
-    /// Access control and the audit log.
-    pub auth: AuthConfig,
-    /// An upload session untouched for this long (no chunk received) is dropped with its
-    /// bytes, by a sweep every `upload_sweep_every`; its URL then answers
-    /// `BLOB_UPLOAD_UNKNOWN`.
-    pub upload_ttl: Duration,
-    /// How often expired upload sessions are swept.
-    pub upload_sweep_every: Duration,
-    /// Connection timeouts and limits (used by [`serve`]).
-    pub connections: ConnectionLimits,
-    /// `/metrics`.
-    pub metrics: MetricsConfig,
-}
-
-impl Default for RegistryConfig {
-    fn default() -> Self {
-        RegistryConfig {
-            auth: AuthConfig::default(),
-            upload_ttl: limits::DEFAULT_UPLOAD_TTL,
-            upload_sweep_every: limits::UPLOAD_SWEEP_EVERY,
-            connections: ConnectionLimits::default(),
-            metrics: MetricsConfig::default(),
-        }
-    }
-}
-
 /// A registry over a blob store and a metadata store.
 #[derive(Clone)]
 pub struct Registry {
     app: App,
     config: Arc<RegistryConfig>,
+    mounted: Vec<Router>,
     metrics: Arc<metrics::Metrics>,
 }
 
 impl Registry {
-    /// The embedded default: `DATA/blobs`, `DATA/uploads`, `DATA/meta` (sled: registry
-    /// metadata, users, projects, robots), `DATA/audit` (the audit log) and the token
-    /// signing key.
+    /// The embedded default over `data_dir`, with default settings but `auth`.
     pub async fn open(data_dir: &Path, auth: AuthConfig) -> Result<Registry, OpenError> {
         Registry::open_with(
             data_dir,
             RegistryConfig {
+                public_url: auth.public_url.clone(),
                 auth,
                 ..Default::default()
             },
@@ -149,55 +102,57 @@ impl Registry {
         .await
     }
 
-    /// [`Registry::open`] with every setting.
+    /// [`Registry::open_config`] over `data_dir` instead of `config.data_dir`.
     pub async fn open_with(data_dir: &Path, config: RegistryConfig) -> Result<Registry, OpenError> {
+        Registry::open_config(&RegistryConfig {
+            data_dir: data_dir.to_path_buf(),
+            ..config
+        })
+        .await
+    }
+
+    /// A registry on the backends `config` names, under its data directory (which always
+    /// holds the token signing key). The embedded default: `DATA/blobs`, `DATA/uploads`,
+    /// `DATA/meta` (sled: registry metadata, users, projects, robots), `DATA/audit` (the
+    /// audit log).
+    pub async fn open_config(config: &RegistryConfig) -> Result<Registry, OpenError> {
+        let data_dir = config.data_dir.as_path();
         secure_data_dir(data_dir).map_err(|source| OpenError::Blobs {
             path: data_dir.display().to_string(),
             source,
         })?;
-        let blobs = FsBlobStore::open(data_dir).map_err(|source| OpenError::Blobs {
-            path: data_dir.display().to_string(),
-            source,
-        })?;
-        let meta_dir = data_dir.join("meta");
-        let meta = SledMetaStore::open(&meta_dir).map_err(|source| OpenError::Meta {
-            path: meta_dir.display().to_string(),
-            source,
-        })?;
-        let access = meta.access_store().map_err(|source| OpenError::Meta {
-            path: meta_dir.display().to_string(),
-            source,
-        })?;
-        let cached = Arc::new(storage::CachedAccess::new(Arc::new(access)));
-        let audit_dir = data_dir.join("audit");
-        let segments = storage::FileAuditLog::segment_bytes_for(config.auth.audit_max_bytes);
-        let audit =
-            storage::FileAuditLog::open_with_segments(&audit_dir, segments).map_err(|source| OpenError::Meta {
-                path: audit_dir.display().to_string(),
-                source,
-            })?;
-        let auth = Auth::open(data_dir, cached, Arc::new(audit), config.auth.clone())
+        let stores = backends::open(config)?;
+        let access = Arc::new(storage::CachedAccess::new(stores.access));
+        let auth_config = AuthConfig {
+            public_url: config.public_url.clone(),
+            ..config.auth.clone()
+        };
+        let auth = Auth::open(data_dir, access, stores.audit, auth_config)
             .await
             .map_err(|source| OpenError::Auth {
                 path: data_dir.display().to_string(),
                 source,
             })?;
-        let mut registry = Registry::with_stores(Arc::new(blobs), Arc::new(meta), Arc::new(auth));
+        let mut registry = Registry::with_stores(stores.blobs, stores.meta, Arc::new(auth));
         sessions::spawn_sweeper(
-            &registry.app.blobs,
-            &registry.app.meta,
-            config.upload_ttl,
-            config.upload_sweep_every,
+            registry.app.service.blob_store(),
+            registry.app.service.meta_store(),
+            config.uploads.ttl,
+            config.uploads.sweep_every,
         );
-        registry.config = Arc::new(config);
+        registry.config = Arc::new(config.clone());
         Ok(registry)
     }
 
     /// A registry over any stores, with default settings.
     pub fn with_stores(blobs: Arc<dyn BlobStore>, meta: Arc<dyn MetaStore>, auth: Arc<Auth>) -> Registry {
         Registry {
-            app: App { blobs, meta, auth },
+            app: App {
+                service: Service::new(blobs, meta),
+                auth,
+            },
             config: Arc::new(RegistryConfig::default()),
+            mounted: Vec::new(),
             metrics: Arc::new(metrics::Metrics::new()),
         }
     }
@@ -207,15 +162,38 @@ impl Registry {
         &self.config
     }
 
+    /// The registry's operations.
+    pub fn service(&self) -> &Service {
+        &self.app.service
+    }
+
     /// Access control.
     pub fn auth(&self) -> &Auth {
         &self.app.auth
     }
 
+    /// What routes of other crates work with (see [`Registry::mount`]).
+    pub fn context(&self) -> Context {
+        Context {
+            service: self.app.service.clone(),
+            auth: self.app.auth.clone(),
+            config: self.config.clone(),
+        }
+    }
+
+    /// Serve `routes` beside the registry's own, behind the same request log (build them
+    /// over [`Registry::context`]). Their paths must not overlap the registry's
+    /// (`/v2`, `/service/token`, `/api/v1`, `/healthz`): [`Registry::router`] panics on an
+    /// overlap, as axum does, when the server is set up.
+    pub fn mount(mut self, routes: Router) -> Registry {
+        self.mounted.push(routes);
+        self
+    }
+
     /// The HTTP API: `/v2/…`, `/service/token`, `/api/v1/…`, `/healthz` and `/metrics`
-    /// (unless turned off), with the request log.
+    /// (unless turned off), with the mounted routes and the request log.
     pub fn router(&self) -> Router {
-        let router = Router::new()
+        let own = Router::new()
             .route("/healthz", get(|| async { "ok" }))
             .route("/v2", any(routes::dispatch))
             .route("/v2/", any(routes::dispatch))
@@ -223,20 +201,20 @@ impl Registry {
             .route("/service/token", get(routes::token::get).post(routes::token::post))
             .nest("/api/v1", routes::api::router())
             .with_state(self.app.clone());
-        metrics::mount(router, &self.metrics, &self.config.metrics, &self.app)
+        let all = self.mounted.iter().fold(own, |all, routes| all.merge(routes.clone()));
+        metrics::mount(all, &self.metrics, &self.config.metrics, &self.app)
             .layer(axum::middleware::from_fn(log::access_log))
     }
 
     /// Make all metadata and queued audit events durable.
     pub async fn flush(&self) -> Result<(), MetaError> {
         self.app.auth.audit().sync().await;
-        self.app.meta.flush().await
+        self.app.service.meta_store().flush().await
     }
 }
 
 /// Create the data directory readable by its owner only, or warn when an existing one is
-/// readable by others; make the metadata database's directory and files private as well
-/// (sled creates its files with the process's umask).
+/// readable by others.
 fn secure_data_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
     storage::private_dir(dir)?;
@@ -248,32 +226,7 @@ fn secure_data_dir(dir: &Path) -> io::Result<()> {
             "the data directory is accessible to other local users; it holds password hashes, audit records and private images: chmod 700 it"
         );
     }
-    let meta = dir.join("meta");
-    storage::private_dir(&meta)?;
-    std::fs::set_permissions(&meta, std::fs::Permissions::from_mode(0o700))?;
-    for entry in walk(&meta)? {
-        let is_dir = entry.is_dir();
-        let want = if is_dir { 0o700 } else { 0o600 };
-        std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(want))?;
-    }
     Ok(())
-}
-
-/// Every path below `dir`.
-fn walk(dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for entry in std::fs::read_dir(&d)? {
-            let entry = entry?;
-            let path = entry.path();
-            if entry.file_type()?.is_dir() {
-                todo.push(path.clone());
-            }
-            out.push(path);
-        }
-    }
-    Ok(out)
 }
 
 /// Serve `registry` on `listener` until `shutdown` resolves, then let in-flight requests

@@ -149,6 +149,10 @@ pub const REFUSED_DRAIN_BYTES: usize = 64 * 1024;
 /// Refused connections lingering at once; beyond this they are closed without an answer, so
 /// a flood cannot turn refusals into a second way of running out of file descriptors.
 pub const MAX_REFUSING: usize = 16;
+/// What `Retry-After` tells a client whose request met a store that is unavailable for the
+/// moment (a lost connection, a timeout, throttling): long enough for a reconnect, short
+/// enough that a push does not stall.
+pub const STORE_RETRY_AFTER: Duration = Duration::from_secs(5);
 /// Default lifetime of an untouched upload session (distribution keeps them a week; a day
 /// is plenty for a resumed push and bounds what abandoned sessions hold).
 pub const DEFAULT_UPLOAD_TTL: Duration = Duration::from_secs(24 * 3600);

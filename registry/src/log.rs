@@ -16,12 +16,7 @@ fn next_request_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     static EPOCH: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     // A per-process prefix keeps ids unique across restarts without a random source.
-    let prefix = EPOCH.get_or_init(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as u32)
-            .unwrap_or(0)
-    });
+    let prefix = EPOCH.get_or_init(|| pier_oci::time::now_secs() as u32);
     format!("{prefix:08x}-{:08x}", COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 

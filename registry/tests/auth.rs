@@ -18,63 +18,6 @@ fn now() -> u64 {
 }
 
 impl Reg {
-    async fn api(&self, method: Method, path: &str, auth: &str, body: Value) -> Resp {
-        let body = if body.is_null() {
-            Body::empty()
-        } else {
-            Body::from(body.to_string())
-        };
-        self.req(method, &format!("/api/v1{path}"), &[("authorization", auth)], body)
-            .await
-    }
-
-    async fn admin(&self, method: Method, path: &str, body: Value) -> Resp {
-        let r = self.api(method, path, &basic("admin", ADMIN_PASSWORD), body).await;
-        assert!(r.status.is_success(), "{path}: {} {:?}", r.status, r.body);
-        r
-    }
-
-    /// A user with a role in a project (created when missing).
-    async fn user(&self, name: &str, project: &str, role: &str) -> String {
-        let pw = format!("{name}-password");
-        let r = self
-            .api(
-                Method::POST,
-                "/users",
-                &basic("admin", ADMIN_PASSWORD),
-                json!({ "name": name, "password": pw }),
-            )
-            .await;
-        assert!(r.status == StatusCode::CREATED || r.status == StatusCode::CONFLICT);
-        self.admin(
-            Method::POST,
-            &format!("/projects/{project}/members"),
-            json!({ "user": name, "role": role }),
-        )
-        .await;
-        basic(name, &pw)
-    }
-
-    async fn robot(&self, project: &str, name: &str, perms: &[&str]) -> (String, String) {
-        let r = self
-            .admin(
-                Method::POST,
-                &format!("/projects/{project}/robots"),
-                json!({ "name": name, "permissions": perms }),
-            )
-            .await
-            .json();
-        (
-            r["name"].as_str().unwrap().to_owned(),
-            r["secret"].as_str().unwrap().to_owned(),
-        )
-    }
-
-    async fn project(&self, name: &str, public: bool) {
-        self.admin(Method::POST, "/projects", json!({ "name": name, "public": public }))
-            .await;
-    }
-
     /// Push an image into any repository as `auth`; returns the answer of the manifest PUT.
     async fn push_as(&self, auth: &str, repo: &str, tag: &str) -> Resp {
         let config = format!("{{\"repo\":\"{repo}\"}}").into_bytes();

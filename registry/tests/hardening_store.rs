@@ -203,8 +203,10 @@ fn session_files(r: &Reg) -> usize {
 #[tokio::test]
 async fn finding_10_expired_upload_sessions_are_swept() {
     let config = pier_registry::RegistryConfig {
-        upload_ttl: Duration::from_secs(1),
-        upload_sweep_every: Duration::from_millis(200),
+        uploads: pier_registry::UploadConfig {
+            ttl: Duration::from_secs(1),
+            sweep_every: Duration::from_millis(200),
+        },
         ..Default::default()
     };
     let r = Reg::open_with(tempfile::tempdir().unwrap(), config).await;

@@ -9,7 +9,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use pier_e2e::{ADMIN_PASSWORD, Pier, sha256, test_bytes};
+use base64::Engine as _;
+use pier_e2e::{ADMIN_PASSWORD, ADMIN_USER, Pier, basic, sha256, test_bytes};
 use pier_oci::media;
 use reqwest::blocking::Client;
 use reqwest::{Method, StatusCode};
@@ -21,26 +22,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The repository (inside each test project) the cells act on.
 const REPO: &str = "app";
 
-/// The actions of the contract, in the column order of [`MATRIX`].
-const ACTIONS: [&str; 13] = [
-    "pull",
-    "push",
-    "delete_tag",
-    "delete_manifest",
-    "read_referrers",
-    "mount_from",
-    "list_catalog",
-    "view_members",
-    "manage_members",
-    "manage_robots",
-    "read_audit",
-    "update_project",
-    "delete_project",
-];
-
 /// The permission matrix of the contract (role × action), copied by hand: one row per role
 /// plus `public` (what anyone, even anonymous, may do on a PUBLIC project). Columns are
-/// [`ACTIONS`] in order (abbreviated in the header line); `y` allowed, `-` denied.
+/// the actions of [`CELLS`] in order (abbreviated in the header line); `y` allowed, `-` denied.
 const MATRIX: &str = "
                 pull push dtag dman refs mount cat vmem mmem mrob audit upd del
 project_admin    y    y    y    y    y    y     y   y    y    y    y     y   y
@@ -94,50 +78,19 @@ enum Who {
     Admin,
 }
 
+/// A user with `role` in both matrix projects.
+const fn user(name: &'static str, role: Option<&'static str>) -> Who {
+    Who::User { name, role }
+}
+
 const SUBJECTS: [(&str, Who); 11] = [
     ("anonymous", Who::Anonymous),
-    (
-        "no-role user",
-        Who::User {
-            name: "nobody",
-            role: None,
-        },
-    ),
-    (
-        "limited_guest",
-        Who::User {
-            name: "lguest",
-            role: Some("limited_guest"),
-        },
-    ),
-    (
-        "guest",
-        Who::User {
-            name: "guest",
-            role: Some("guest"),
-        },
-    ),
-    (
-        "developer",
-        Who::User {
-            name: "dev",
-            role: Some("developer"),
-        },
-    ),
-    (
-        "maintainer",
-        Who::User {
-            name: "maint",
-            role: Some("maintainer"),
-        },
-    ),
-    (
-        "project_admin",
-        Who::User {
-            name: "padmin",
-            role: Some("project_admin"),
-        },
-    ),
+    ("no-role user", user("nobody", None)),
+    ("limited_guest", user("lguest", Some("limited_guest"))),
+    ("guest", user("guest", Some("guest"))),
+    ("developer", user("dev", Some("developer"))),
+    ("maintainer", user("maint", Some("maintainer"))),
+    ("project_admin", user("padmin", Some("project_admin"))),
     (
         "robot [pull,push]",
         Who::OwnRobot {
@@ -174,7 +127,7 @@ fn robot_name(project: &str, short: &str) -> String {
 fn row(role: &str) -> Vec<bool> {
     let mut lines = MATRIX.lines().filter(|l| !l.trim().is_empty());
     let header = lines.next().expect("MATRIX header");
-    assert_eq!(header.split_whitespace().count(), ACTIONS.len(), "MATRIX header");
+    assert_eq!(header.split_whitespace().count(), CELLS.len(), "MATRIX header");
     let cells = lines
         .find_map(|l| l.strip_prefix(role).filter(|rest| rest.starts_with(' ')))
         .unwrap_or_else(|| panic!("no row {role} in MATRIX"));
@@ -186,14 +139,14 @@ fn row(role: &str) -> Vec<bool> {
             other => panic!("MATRIX cell {other:?} in row {role}"),
         })
         .collect();
-    assert_eq!(row.len(), ACTIONS.len(), "row {role} of MATRIX");
+    assert_eq!(row.len(), CELLS.len(), "row {role} of MATRIX");
     row
 }
 
 fn column(action: &str) -> usize {
-    ACTIONS
+    CELLS
         .iter()
-        .position(|a| *a == action)
+        .position(|(a, _)| *a == action)
         .unwrap_or_else(|| panic!("unknown action {action}"))
 }
 
@@ -297,7 +250,7 @@ fn call(c: &Client, base: &str, auth: &Auth, method: Method, path: &str, body: B
     let mut rb = c.request(method.clone(), &url);
     rb = match auth {
         Auth::Anonymous => rb,
-        Auth::Basic(u, p) => rb.basic_auth(u, Some(p)),
+        Auth::Basic(u, p) => rb.header("authorization", basic(u, p)),
         Auth::Bearer(t) => rb.bearer_auth(t),
         Auth::Raw(v) => rb.header("authorization", v.as_str()),
     };
@@ -341,17 +294,11 @@ fn call(c: &Client, base: &str, auth: &Auth, method: Method, path: &str, body: B
     }
 }
 
-/// Percent-encode a query value.
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+/// `k=v&…`, form-encoded (as a query string or an `application/x-www-form-urlencoded` body).
+fn form(pairs: &[(&str, &str)]) -> String {
+    let mut url = reqwest::Url::parse("http://form.invalid/").expect("URL");
+    url.query_pairs_mut().extend_pairs(pairs);
+    url.query().unwrap_or("").to_owned()
 }
 
 fn with_query(location: &str, q: &str) -> String {
@@ -362,38 +309,15 @@ fn with_query(location: &str, q: &str) -> String {
     }
 }
 
-/// Base64url (padding optional), for a JWT segment.
-fn b64url_decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for ch in s.bytes() {
-        let v = match ch {
-            b'A'..=b'Z' => ch - b'A',
-            b'a'..=b'z' => ch - b'a' + 26,
-            b'0'..=b'9' => ch - b'0' + 52,
-            b'-' | b'+' => 62,
-            b'_' | b'/' => 63,
-            b'=' => break,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
-}
-
 /// The claims of a JWT (its middle segment).
 fn jwt_payload(token: &str) -> Result<Value, String> {
     let parts: Vec<&str> = token.split('.').collect();
     if parts.len() != 3 {
         return Err(format!("token is not a JWT (3 segments): {token:?}"));
     }
-    let bytes = b64url_decode(parts[1]).ok_or_else(|| format!("JWT payload is not base64url: {:?}", parts[1]))?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(parts[1])
+        .map_err(|e| format!("JWT payload is not base64url ({e}): {:?}", parts[1]))?;
     serde_json::from_slice(&bytes)
         .map_err(|e| format!("JWT payload is not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
 }
@@ -412,10 +336,9 @@ fn granted(payload: &Value, typ: &str, name: &str) -> BTreeSet<String> {
 
 /// A token from `GET /service/token` for `scopes`; `Err` describes a failure.
 fn fetch_token(c: &Client, base: &str, auth: &Auth, scopes: &[&str]) -> Result<(String, Value), String> {
-    let mut path = "/service/token?service=pier".to_owned();
-    for s in scopes {
-        path.push_str(&format!("&scope={}", enc(s)));
-    }
+    let mut query = vec![("service", "pier")];
+    query.extend(scopes.iter().map(|s| ("scope", *s)));
+    let path = format!("/service/token?{}", form(&query));
     let g = call(c, base, auth, Method::GET, &path, Body::Empty);
     if !g.is(200) {
         return Err(format!("token request failed: {}", g.show()));
@@ -504,11 +427,14 @@ struct Proj {
 
 /// The server, and the admin who sets up and verifies every cell.
 struct Ctx {
+    pier: Pier,
     base: String,
     admin: Client,
     admin_auth: Auth,
     /// Robot secrets by full robot name.
     secrets: HashMap<String, String>,
+    /// Where `pier` keeps its data; declared after it, so that it goes after pier stops.
+    _dir: tempfile::TempDir,
 }
 
 impl Ctx {
@@ -666,7 +592,7 @@ fn denied(p: &mut Problems, g: &Got, who: &Caller, v2: bool) {
             }
         }
         Auth::Bearer(_) => {
-            if !g.is(401) || !g.www.contains("error=\"insufficient_scope\"") {
+            if !insufficient_scope(g) {
                 p.push(format!("expected 401 with error=\"insufficient_scope\": {}", g.show()));
             }
         }
@@ -694,77 +620,153 @@ fn verify(p: &mut Problems, cond: bool, msg: impl FnOnce() -> String) {
     }
 }
 
-fn cell_pull(_ctx: &Ctx, who: &Caller, pr: &Proj, allow: bool, p: &mut Problems) -> Result<(), String> {
-    let repo = &pr.repo;
-    let g = who.call(Method::GET, &format!("/v2/{repo}/manifests/base"), Body::Empty);
+/// One cell of the matrix: a subject doing an action in a project.
+struct Cell<'a> {
+    ctx: &'a Ctx,
+    who: Caller<'a>,
+    pr: &'a Proj,
+    /// What the matrix says.
+    allow: bool,
+    /// Unique per cell, for names and test bytes that must not collide.
+    id: u64,
+}
+
+/// A cell's check: it performs the action and records what it finds wrong; `Err` when the
+/// admin's setup or verification failed.
+type CellCheck = fn(&Cell, &mut Problems) -> Result<(), String>;
+
+/// The actions of the contract, in the column order of [`MATRIX`], with their checks.
+const CELLS: [(&str, CellCheck); 13] = [
+    ("pull", cell_pull),
+    ("push", cell_push),
+    ("delete_tag", cell_delete_tag),
+    ("delete_manifest", cell_delete_manifest),
+    ("read_referrers", cell_read_referrers),
+    ("mount_from", cell_mount_from),
+    ("list_catalog", cell_list_catalog),
+    ("view_members", cell_view_members),
+    ("manage_members", cell_manage_members),
+    ("manage_robots", cell_manage_robots),
+    ("read_audit", cell_read_audit),
+    ("update_project", cell_update_project),
+    ("delete_project", cell_delete_project),
+];
+
+/// The `base` manifest, read as `who`.
+fn pull_base(p: &mut Problems, who: &Caller, pr: &Proj, allow: bool) {
+    let g = who.call(Method::GET, &format!("/v2/{}/manifests/base", pr.repo), Body::Empty);
     if outcome(p, &g, who, allow, 200, true) {
         verify(p, sha256(&g.bytes) == pr.base.digest, || {
             format!("wrong manifest: {}", g.show())
         });
     }
+}
+
+/// The Docker token flow: a token for pull,push on `repo`, which must grant `action`
+/// exactly when allowed; `who` with that token.
+fn bearer_for<'a>(p: &mut Problems, who: &'a Caller, repo: &str, action: &str, allow: bool) -> Option<Caller<'a>> {
+    let scope = format!("repository:{repo}:pull,push");
+    match who.token(&[&scope]) {
+        Err(e) => {
+            p.push(e);
+            None
+        }
+        Ok((token, claims)) => {
+            let actions = granted(&claims, "repository", repo);
+            verify(p, actions.contains(action) == allow, || {
+                format!("token for {scope} grants {actions:?} ({action} expected: {allow}); claims {claims}")
+            });
+            Some(who.bearer(token))
+        }
+    }
+}
+
+fn cell_pull(cell: &Cell, p: &mut Problems) -> Result<(), String> {
+    let Cell { who, pr, allow, .. } = cell;
+    let repo = &pr.repo;
+    pull_base(p, who, pr, *allow);
     let g = who.call(
         Method::GET,
         &format!("/v2/{repo}/blobs/{}", pr.layer.digest),
         Body::Empty,
     );
-    if outcome(p, &g, who, allow, 200, true) {
+    if outcome(p, &g, who, *allow, 200, true) {
         verify(p, sha256(&g.bytes) == pr.layer.digest, || {
             format!("wrong blob: {}", g.show())
         });
     }
     let g = who.call(Method::GET, &format!("/v2/{repo}/tags/list"), Body::Empty);
-    if outcome(p, &g, who, allow, 200, true) {
+    if outcome(p, &g, who, *allow, 200, true) {
         let has = g.json()["tags"]
             .as_array()
             .is_some_and(|t| t.iter().any(|t| t == "base"));
         verify(p, has, || format!("tag base not listed: {}", g.show()));
     }
-    // The Docker token flow.
-    let scope = format!("repository:{repo}:pull,push");
-    match who.token(&[&scope]) {
-        Err(e) => p.push(e),
-        Ok((token, claims)) => {
-            let actions = granted(&claims, "repository", repo);
-            verify(p, actions.contains("pull") == allow, || {
-                format!("token for {scope} grants {actions:?} (pull expected: {allow}); claims {claims}")
-            });
-            let b = who.bearer(token);
-            let g = b.call(Method::GET, &format!("/v2/{repo}/manifests/base"), Body::Empty);
-            if outcome(p, &g, &b, allow, 200, true) {
-                verify(p, sha256(&g.bytes) == pr.base.digest, || {
-                    format!("wrong manifest: {}", g.show())
-                });
-            }
-        }
+    if let Some(b) = bearer_for(p, who, repo, "pull", *allow) {
+        pull_base(p, &b, pr, *allow);
     }
     Ok(())
 }
 
-fn cell_push(ctx: &Ctx, who: &Caller, pr: &Proj, allow: bool, id: u64, p: &mut Problems) -> Result<(), String> {
+/// PUT manifest `tag` as `who`: `manifest` when allowed; when denied, one whose blobs are
+/// all there, so that only authorization can stop it. Then the admin must read `manifest`
+/// under `tag`, or no `tag` at all.
+fn put_manifest_checked(
+    cell: &Cell,
+    p: &mut Problems,
+    who: &Caller,
+    tag: &str,
+    manifest: Vec<u8>,
+) -> Result<(), String> {
+    let Cell { ctx, pr, allow, .. } = cell;
+    let repo = &pr.repo;
+    let digest = sha256(&manifest);
+    let body = if *allow {
+        manifest
+    } else {
+        image_manifest(&pr.config, &[&pr.layer], tag, None, None)
+    };
+    let g = who.call(
+        Method::PUT,
+        &format!("/v2/{repo}/manifests/{tag}"),
+        Body::Raw(media::OCI_MANIFEST, body),
+    );
+    if outcome(p, &g, who, *allow, 201, true) {
+        let seen = ctx.admin_want(Method::GET, &format!("/v2/{repo}/manifests/{tag}"), Body::Empty, &[200])?;
+        verify(p, sha256(&seen.bytes) == digest, || {
+            format!("admin reads another manifest: {}", seen.show())
+        });
+    } else if !allow {
+        verify(
+            p,
+            ctx.admin_status(Method::GET, &format!("/v2/{repo}/manifests/{tag}")) == 404,
+            || format!("tag {tag} exists after a denied push as {}", who.auth.label()),
+        );
+    }
+    Ok(())
+}
+
+/// A new layer and an image manifest over it, tagged `tag`.
+fn new_image(pr: &Proj, seed: u64, tag: &str) -> (Vec<u8>, Desc, Vec<u8>) {
+    let blob = test_bytes(seed, 24);
+    let layer = Desc::of(media::OCI_LAYER_GZIP, &blob);
+    let manifest = image_manifest(&pr.config, &[&layer], tag, None, None);
+    (blob, layer, manifest)
+}
+
+fn cell_push(cell: &Cell, p: &mut Problems) -> Result<(), String> {
+    let Cell { ctx, who, pr, .. } = cell;
+    let (allow, id) = (cell.allow, cell.id);
     let repo = &pr.repo;
     // Basic (or anonymous): POST a session, PUT the blob, PUT the manifest.
-    let blob = test_bytes(id * 10 + 1, 24);
-    let layer = Desc::of(media::OCI_LAYER_GZIP, &blob);
     let tag = format!("push{id}");
-    let manifest = image_manifest(&pr.config, &[&layer], &tag, None, None);
-    let digest = sha256(&manifest);
+    let (blob, layer, manifest) = new_image(pr, id * 10 + 1, &tag);
     if allow {
         let g = who.call(Method::POST, &format!("/v2/{repo}/blobs/uploads/"), Body::Empty);
         if ok(p, &g, 202) {
             let put = with_query(&g.location, &format!("digest={}", layer.digest));
-            let g = who.call(Method::PUT, &put, Body::Raw("application/octet-stream", blob.clone()));
+            let g = who.call(Method::PUT, &put, Body::Raw("application/octet-stream", blob));
             ok(p, &g, 201);
-        }
-        let g = who.call(
-            Method::PUT,
-            &format!("/v2/{repo}/manifests/{tag}"),
-            Body::Raw(media::OCI_MANIFEST, manifest),
-        );
-        if ok(p, &g, 201) {
-            let seen = ctx.admin_want(Method::GET, &format!("/v2/{repo}/manifests/{tag}"), Body::Empty, &[200])?;
-            verify(p, sha256(&seen.bytes) == digest, || {
-                format!("admin reads another manifest: {}", seen.show())
-            });
         }
     } else {
         // Monolithic, so that a wrongly accepted request would store the blob at once.
@@ -779,134 +781,75 @@ fn cell_push(ctx: &Ctx, who: &Caller, pr: &Proj, allow: bool, id: u64, p: &mut P
             ctx.admin_status(Method::HEAD, &format!("/v2/{repo}/blobs/{}", layer.digest)) == 404,
             || format!("blob {} arrived in {repo} after a denied upload", layer.digest),
         );
-        // A manifest whose blobs are all there: only authorization can stop it.
-        let m = image_manifest(&pr.config, &[&pr.layer], &tag, None, None);
-        let g = who.call(
-            Method::PUT,
-            &format!("/v2/{repo}/manifests/{tag}"),
-            Body::Raw(media::OCI_MANIFEST, m),
-        );
-        denied(p, &g, who, true);
-        verify(
-            p,
-            ctx.admin_status(Method::GET, &format!("/v2/{repo}/manifests/{tag}")) == 404,
-            || format!("tag {tag} exists after a denied push"),
-        );
     }
+    put_manifest_checked(cell, p, who, &tag, manifest)?;
 
     // The Docker token flow: token for pull,push, then push with Bearer.
-    let scope = format!("repository:{repo}:pull,push");
-    let (token, claims) = match who.token(&[&scope]) {
-        Ok(t) => t,
-        Err(e) => {
-            p.push(e);
-            return Ok(());
-        }
+    let Some(b) = bearer_for(p, who, repo, "push", allow) else {
+        return Ok(());
     };
-    let actions = granted(&claims, "repository", repo);
-    verify(p, actions.contains("push") == allow, || {
-        format!("token for {scope} grants {actions:?} (push expected: {allow}); claims {claims}")
-    });
-    let b = who.bearer(token);
-    let blob = test_bytes(id * 10 + 2, 24);
-    let layer = Desc::of(media::OCI_LAYER_GZIP, &blob);
     let tag = format!("pushb{id}");
-    let manifest = image_manifest(&pr.config, &[&layer], &tag, None, None);
-    let digest = sha256(&manifest);
+    let (blob, layer, manifest) = new_image(pr, id * 10 + 2, &tag);
     let g = b.call(
         Method::POST,
         &format!("/v2/{repo}/blobs/uploads/?digest={}", layer.digest),
         Body::Raw("application/octet-stream", blob),
     );
     outcome(p, &g, &b, allow, 201, true);
-    let m = if allow {
-        manifest
-    } else {
-        image_manifest(&pr.config, &[&pr.layer], &tag, None, None)
-    };
-    let g = b.call(
-        Method::PUT,
-        &format!("/v2/{repo}/manifests/{tag}"),
-        Body::Raw(media::OCI_MANIFEST, m),
-    );
-    if outcome(p, &g, &b, allow, 201, true) {
-        let seen = ctx.admin_want(Method::GET, &format!("/v2/{repo}/manifests/{tag}"), Body::Empty, &[200])?;
-        verify(p, sha256(&seen.bytes) == digest, || {
-            format!("admin reads another manifest: {}", seen.show())
-        });
-    } else if !allow {
-        verify(
-            p,
-            ctx.admin_status(Method::GET, &format!("/v2/{repo}/manifests/{tag}")) == 404,
-            || format!("tag {tag} exists after a denied Bearer push"),
-        );
-    }
-    Ok(())
+    put_manifest_checked(cell, p, &b, &tag, manifest)
 }
 
-fn cell_delete_tag(ctx: &Ctx, who: &Caller, pr: &Proj, allow: bool, id: u64, p: &mut Problems) -> Result<(), String> {
+/// A DELETE of `what` as `who`; `after`, what the admin's request for it answers afterwards:
+/// 404 once deleted, 200 after a denial.
+fn check_deletion(p: &mut Problems, g: &Got, who: &Caller, allow: bool, what: &str, after: u16) {
+    if outcome(p, g, who, allow, 202, true) {
+        verify(p, after == 404, || {
+            format!("{what} still answers {after} after its deletion")
+        });
+    } else if !allow {
+        verify(p, after == 200, || {
+            format!("{what} answers {after} after a denied deletion")
+        });
+    }
+}
+
+fn cell_delete_tag(cell: &Cell, p: &mut Problems) -> Result<(), String> {
+    let Cell { ctx, who, pr, .. } = cell;
+    let (allow, id) = (cell.allow, cell.id);
     let repo = &pr.repo;
     let tag = format!("dt{id}");
     ctx.push_manifest(repo, &tag, &image_manifest(&pr.config, &[&pr.layer], &tag, None, None))?;
     let g = who.call(Method::DELETE, &format!("/v2/{repo}/manifests/{tag}"), Body::Empty);
     let after = ctx.admin_status(Method::GET, &format!("/v2/{repo}/manifests/{tag}"));
-    if outcome(p, &g, who, allow, 202, true) {
-        verify(p, after == 404, || {
-            format!("tag {tag} still answers {after} after its deletion")
-        });
-    } else if !allow {
-        verify(p, after == 200, || {
-            format!("tag {tag} answers {after} after a denied deletion")
-        });
-    }
+    check_deletion(p, &g, who, allow, &format!("tag {tag}"), after);
     Ok(())
 }
 
-fn cell_delete_manifest(
-    ctx: &Ctx,
-    who: &Caller,
-    pr: &Proj,
-    allow: bool,
-    id: u64,
-    p: &mut Problems,
-) -> Result<(), String> {
+fn cell_delete_manifest(cell: &Cell, p: &mut Problems) -> Result<(), String> {
+    let Cell { ctx, who, pr, .. } = cell;
+    let (allow, id) = (cell.allow, cell.id);
     let repo = &pr.repo;
     let tag = format!("dm{id}");
     let digest = ctx.push_manifest(repo, &tag, &image_manifest(&pr.config, &[&pr.layer], &tag, None, None))?;
     let g = who.call(Method::DELETE, &format!("/v2/{repo}/manifests/{digest}"), Body::Empty);
     let after = ctx.admin_status(Method::GET, &format!("/v2/{repo}/manifests/{digest}"));
-    if outcome(p, &g, who, allow, 202, true) {
-        verify(p, after == 404, || {
-            format!("manifest {digest} still answers {after} after its deletion")
-        });
-    } else if !allow {
-        verify(p, after == 200, || {
-            format!("manifest {digest} answers {after} after a denied deletion")
-        });
-    }
+    check_deletion(p, &g, who, allow, &format!("manifest {digest}"), after);
     // And a blob.
     let blob = ctx.push_blob(repo, &test_bytes(id * 10 + 3, 16))?;
     let g = who.call(Method::DELETE, &format!("/v2/{repo}/blobs/{blob}"), Body::Empty);
     let after = ctx.admin_status(Method::HEAD, &format!("/v2/{repo}/blobs/{blob}"));
-    if outcome(p, &g, who, allow, 202, true) {
-        verify(p, after == 404, || {
-            format!("blob {blob} still answers {after} after its deletion")
-        });
-    } else if !allow {
-        verify(p, after == 200, || {
-            format!("blob {blob} answers {after} after a denied deletion")
-        });
-    }
+    check_deletion(p, &g, who, allow, &format!("blob {blob}"), after);
     Ok(())
 }
 
-fn cell_read_referrers(_ctx: &Ctx, who: &Caller, pr: &Proj, allow: bool, p: &mut Problems) -> Result<(), String> {
+fn cell_read_referrers(cell: &Cell, p: &mut Problems) -> Result<(), String> {
+    let Cell { who, pr, allow, .. } = cell;
     let g = who.call(
         Method::GET,
         &format!("/v2/{}/referrers/{}", pr.repo, pr.base.digest),
         Body::Empty,
     );
-    if outcome(p, &g, who, allow, 200, true) {
+    if outcome(p, &g, who, *allow, 200, true) {
         let has = g.json()["manifests"]
             .as_array()
             .is_some_and(|l| l.iter().any(|m| m["digest"] == pr.referrer.as_str()));
@@ -915,15 +858,10 @@ fn cell_read_referrers(_ctx: &Ctx, who: &Caller, pr: &Proj, allow: bool, p: &mut
     Ok(())
 }
 
-fn cell_mount_from(
-    ctx: &Ctx,
-    who: &Caller,
-    pr: &Proj,
-    allow: bool,
-    id: u64,
-    dst: &str,
-    p: &mut Problems,
-) -> Result<(), String> {
+fn cell_mount_from(cell: &Cell, p: &mut Problems) -> Result<(), String> {
+    let Cell { ctx, who, pr, .. } = cell;
+    let (allow, id) = (cell.allow, cell.id);
+    let dst = mount_destination(who.who, pr.name).expect("the matrix skips subjects without a destination");
     let blob = ctx.push_blob(&pr.repo, &test_bytes(id * 10 + 4, 16))?;
     let g = who.call(
         Method::POST,
@@ -969,27 +907,29 @@ fn check_catalog(p: &mut Problems, g: &Got, who: &Caller, allow: bool, repo: &st
     });
 }
 
-fn cell_list_catalog(_ctx: &Ctx, who: &Caller, pr: &Proj, allow: bool, p: &mut Problems) -> Result<(), String> {
+fn cell_list_catalog(cell: &Cell, p: &mut Problems) -> Result<(), String> {
+    let Cell { who, pr, allow, .. } = cell;
     let g = who.call(Method::GET, "/v2/_catalog", Body::Empty);
-    check_catalog(p, &g, who, allow, &pr.repo);
+    check_catalog(p, &g, who, *allow, &pr.repo);
     match who.token(&["registry:catalog:*"]) {
         Err(e) => p.push(e),
         Ok((token, _)) => {
             let b = who.bearer(token);
             let g = b.call(Method::GET, "/v2/_catalog", Body::Empty);
-            check_catalog(p, &g, who, allow, &pr.repo);
+            check_catalog(p, &g, who, *allow, &pr.repo);
         }
     }
     Ok(())
 }
 
-fn cell_view_members(_ctx: &Ctx, who: &Caller, pr: &Proj, allow: bool, p: &mut Problems) -> Result<(), String> {
+fn cell_view_members(cell: &Cell, p: &mut Problems) -> Result<(), String> {
+    let Cell { who, pr, allow, .. } = cell;
     let g = who.call(
         Method::GET,
         &format!("/api/v1/projects/{}/members", pr.name),
         Body::Empty,
     );
-    if outcome(p, &g, who, allow, 200, false) {
+    if outcome(p, &g, who, *allow, 200, false) {
         let has = g
             .json()
             .as_array()
@@ -999,7 +939,10 @@ fn cell_view_members(_ctx: &Ctx, who: &Caller, pr: &Proj, allow: bool, p: &mut P
     Ok(())
 }
 
-fn cell_manage_members(ctx: &Ctx, who: &Caller, pr: &Proj, allow: bool, p: &mut Problems) -> Result<(), String> {
+fn cell_manage_members(cell: &Cell, p: &mut Problems) -> Result<(), String> {
+    let Cell {
+        ctx, who, pr, allow, ..
+    } = cell;
     let members = format!("/api/v1/projects/{}/members", pr.name);
     // The state the cell needs: victim is a guest, victim2 is not a member.
     ctx.admin_want(
@@ -1017,7 +960,7 @@ fn cell_manage_members(ctx: &Ctx, who: &Caller, pr: &Proj, allow: bool, p: &mut 
     );
     let now = ctx.members(pr.name)?;
     let has = |u: &str| now.iter().any(|(n, _)| n == u);
-    if allow {
+    if *allow {
         if ok(p, &g_del, 204) {
             verify(p, !has("victim"), || {
                 format!("victim is still a member after removal: {now:?}")
@@ -1039,14 +982,9 @@ fn cell_manage_members(ctx: &Ctx, who: &Caller, pr: &Proj, allow: bool, p: &mut 
     Ok(())
 }
 
-fn cell_manage_robots(
-    ctx: &Ctx,
-    who: &Caller,
-    pr: &Proj,
-    allow: bool,
-    id: u64,
-    p: &mut Problems,
-) -> Result<(), String> {
+fn cell_manage_robots(cell: &Cell, p: &mut Problems) -> Result<(), String> {
+    let Cell { ctx, who, pr, .. } = cell;
+    let (allow, id) = (cell.allow, cell.id);
     let robots = format!("/api/v1/projects/{}/robots", pr.name);
     let (victim, made) = (format!("vic{id}"), format!("mk{id}"));
     ctx.admin_want(
@@ -1088,9 +1026,9 @@ fn cell_manage_robots(
             });
         }
     } else {
-        denied(p, &g_list, who, false);
-        denied(p, &g_make, who, false);
-        denied(p, &g_del, who, false);
+        for g in [&g_list, &g_make, &g_del] {
+            denied(p, g, who, false);
+        }
         verify(p, made_now == 404, || {
             format!("robot {made} answers {made_now} after a denied creation")
         });
@@ -1101,9 +1039,10 @@ fn cell_manage_robots(
     Ok(())
 }
 
-fn cell_read_audit(_ctx: &Ctx, who: &Caller, pr: &Proj, allow: bool, p: &mut Problems) -> Result<(), String> {
+fn cell_read_audit(cell: &Cell, p: &mut Problems) -> Result<(), String> {
+    let Cell { who, pr, allow, .. } = cell;
     let g = who.call(Method::GET, &format!("/api/v1/audit?project={}", pr.name), Body::Empty);
-    if outcome(p, &g, who, allow, 200, false) {
+    if outcome(p, &g, who, *allow, 200, false) {
         let body = g.json();
         let events = body["events"].as_array().cloned().unwrap_or_default();
         verify(p, !events.is_empty(), || {
@@ -1128,7 +1067,10 @@ fn cell_read_audit(_ctx: &Ctx, who: &Caller, pr: &Proj, allow: bool, p: &mut Pro
     Ok(())
 }
 
-fn cell_update_project(ctx: &Ctx, who: &Caller, pr: &Proj, allow: bool, p: &mut Problems) -> Result<(), String> {
+fn cell_update_project(cell: &Cell, p: &mut Problems) -> Result<(), String> {
+    let Cell {
+        ctx, who, pr, allow, ..
+    } = cell;
     let path = format!("/api/v1/projects/{}", pr.name);
     let g = who.call(Method::PATCH, &path, Body::Json(json!({"public": !pr.public})));
     let now = ctx.project_public(pr.name)?;
@@ -1136,7 +1078,7 @@ fn cell_update_project(ctx: &Ctx, who: &Caller, pr: &Proj, allow: bool, p: &mut 
         // Put it back whatever happened, so later cells see the project as they expect.
         ctx.admin_want(Method::PATCH, &path, Body::Json(json!({"public": pr.public})), &[200])?;
     }
-    if outcome(p, &g, who, allow, 200, false) {
+    if outcome(p, &g, who, *allow, 200, false) {
         verify(p, g.json()["public"] == !pr.public, || {
             format!("PATCH answer does not show the change: {}", g.show())
         });
@@ -1151,14 +1093,9 @@ fn cell_update_project(ctx: &Ctx, who: &Caller, pr: &Proj, allow: bool, p: &mut 
     Ok(())
 }
 
-fn cell_delete_project(
-    ctx: &Ctx,
-    who: &Caller,
-    pr: &Proj,
-    allow: bool,
-    id: u64,
-    p: &mut Problems,
-) -> Result<(), String> {
+fn cell_delete_project(cell: &Cell, p: &mut Problems) -> Result<(), String> {
+    let Cell { ctx, who, pr, .. } = cell;
+    let (allow, id) = (cell.allow, cell.id);
     let path = format!("/api/v1/projects/{}", pr.name);
     let g = who.call(Method::DELETE, &path, Body::Empty);
     if allow {
@@ -1260,19 +1197,17 @@ fn setup_project(ctx: &Ctx, name: &'static str, public: bool, seed: u64) -> Proj
     setup().unwrap_or_else(|e| panic!("setting up {repo}: {e}"))
 }
 
-fn must(r: Result<Got, String>, what: &str) -> Got {
-    r.unwrap_or_else(|e| panic!("setup, {what}: {e}"))
-}
-
 /// Start pier; panic unless it already does access control (GET /v2/ anonymous → 401).
-fn start() -> (tempfile::TempDir, Pier, Ctx) {
+fn start() -> Ctx {
     let dir = tempfile::tempdir().expect("tempdir");
     let pier = Pier::start(&dir.path().join("data"));
     let ctx = Ctx {
         base: pier.url(),
         admin: pier_e2e::http_client(REQUEST_TIMEOUT),
-        admin_auth: Auth::Basic("admin".into(), ADMIN_PASSWORD.into()),
+        admin_auth: Auth::Basic(ADMIN_USER.into(), ADMIN_PASSWORD.into()),
         secrets: HashMap::new(),
+        pier,
+        _dir: dir,
     };
     let g = call(
         &ctx.admin,
@@ -1287,81 +1222,46 @@ fn start() -> (tempfile::TempDir, Pier, Ctx) {
         "pier has no access control yet (anonymous GET /v2/ must answer 401): {}",
         g.show()
     );
-    must(
-        ctx.admin_want(Method::GET, "/v2/", Body::Empty, &[200]),
-        "admin GET /v2/",
-    );
-    (dir, pier, ctx)
+    ctx.pier.admin_api(Method::GET, "/v2/", None, 200);
+    ctx
 }
 
 fn create_user(ctx: &Ctx, name: &str) {
-    must(
-        ctx.admin_want(
-            Method::POST,
-            "/api/v1/users",
-            Body::Json(json!({"name": name, "password": password(name)})),
-            &[201],
-        ),
-        &format!("create user {name}"),
-    );
+    ctx.pier.create_user(name, &password(name));
 }
 
+/// A new project (201: none of that name may exist yet).
 fn create_project(ctx: &Ctx, name: &str, public: bool) {
-    must(
-        ctx.admin_want(
-            Method::POST,
-            "/api/v1/projects",
-            Body::Json(json!({"name": name, "public": public})),
-            &[201],
-        ),
-        &format!("create project {name}"),
-    );
-}
-
-fn add_member(ctx: &Ctx, project: &str, user: &str, role: &str) {
-    must(
-        ctx.admin_want(
-            Method::POST,
-            &format!("/api/v1/projects/{project}/members"),
-            Body::Json(json!({"user": user, "role": role})),
-            &[200, 201],
-        ),
-        &format!("add {user} to {project} as {role}"),
-    );
+    let body = json!({"name": name, "public": public});
+    ctx.pier.admin_api(Method::POST, "/api/v1/projects", Some(body), 201);
 }
 
 fn create_robot(ctx: &mut Ctx, project: &str, short: &str, perms: &[&str]) {
-    let g = must(
-        ctx.admin_want(
-            Method::POST,
-            &format!("/api/v1/projects/{project}/robots"),
-            Body::Json(json!({"name": short, "permissions": perms})),
-            &[201],
-        ),
-        &format!("create robot {short} in {project}"),
-    );
-    let body = g.json();
-    let full = robot_name(project, short);
-    assert_eq!(body["name"], full.as_str(), "robot name in {}", g.show());
-    let secret = body["secret"]
-        .as_str()
-        .unwrap_or_else(|| panic!("robot without secret: {}", g.show()));
-    ctx.secrets.insert(full, secret.to_owned());
+    let (full, secret) = ctx.pier.create_robot(project, short, perms);
+    ctx.secrets.insert(full, secret);
 }
 
 fn auth_of(ctx: &Ctx, who: Who, project: &str) -> Auth {
+    let robot = |project: &str, short: &str| {
+        let n = robot_name(project, short);
+        Auth::Basic(n.clone(), ctx.secrets[&n].clone())
+    };
     match who {
         Who::Anonymous => Auth::Anonymous,
         Who::User { name, .. } => Auth::Basic(name.into(), password(name)),
-        Who::Admin => Auth::Basic("admin".into(), ADMIN_PASSWORD.into()),
-        Who::OwnRobot { short, .. } => {
-            let n = robot_name(project, short);
-            Auth::Basic(n.clone(), ctx.secrets[&n].clone())
-        }
-        Who::OtherRobot { short, .. } => {
-            let n = robot_name(OTHER, short);
-            Auth::Basic(n.clone(), ctx.secrets[&n].clone())
-        }
+        Who::Admin => Auth::Basic(ADMIN_USER.into(), ADMIN_PASSWORD.into()),
+        Who::OwnRobot { short, .. } => robot(project, short),
+        Who::OtherRobot { short, .. } => robot(OTHER, short),
+    }
+}
+
+/// `who` acting in `project`.
+fn caller<'a>(ctx: &'a Ctx, c: &'a Client, who: Who, project: &str) -> Caller<'a> {
+    Caller {
+        c,
+        base: &ctx.base,
+        auth: auth_of(ctx, who, project),
+        who,
     }
 }
 
@@ -1373,165 +1273,29 @@ struct Mismatch {
     problems: Problems,
 }
 
-#[test]
-fn role_action_matrix_over_http() {
-    let (_dir, pier, mut ctx) = start();
+/// The matrix's findings.
+#[derive(Default)]
+struct Report {
+    mismatches: Vec<Mismatch>,
+}
 
-    // Users, projects, members, robots.
-    let users: Vec<(&str, Option<&str>)> = SUBJECTS
-        .iter()
-        .filter_map(|(_, w)| match w {
-            Who::User { name, role } => Some((*name, *role)),
-            _ => None,
-        })
-        .collect();
-    for (name, _) in &users {
-        create_user(&ctx, name);
-    }
-    create_user(&ctx, "victim");
-    create_user(&ctx, "victim2");
-    for (name, public) in [(PUB, true), (PRIV, false), (DST, false), (OTHER, false)] {
-        create_project(&ctx, name, public);
-    }
-    for project in [PUB, PRIV] {
-        for (name, role) in &users {
-            if let Some(role) = role {
-                add_member(&ctx, project, name, role);
-            }
-        }
-    }
-    for (name, _) in &users {
-        add_member(&ctx, DST, name, "developer");
-    }
-    for (_, w) in SUBJECTS {
-        match w {
-            Who::OwnRobot { short, perms } => {
-                for project in [PUB, PRIV] {
-                    create_robot(&mut ctx, project, short, perms);
-                }
-            }
-            Who::OtherRobot { short, perms } => create_robot(&mut ctx, OTHER, short, perms),
-            _ => {}
-        }
-    }
-    let projects = [setup_project(&ctx, PUB, true, 1), setup_project(&ctx, PRIV, false, 2)];
-
-    // One client per subject.
-    let clients: Vec<Client> = SUBJECTS
-        .iter()
-        .map(|_| pier_e2e::http_client(REQUEST_TIMEOUT))
-        .collect();
-    let mut mismatches: Vec<Mismatch> = Vec::new();
-
-    // Every subject authenticates (the anonymous one is challenged).
-    for ((label, who), c) in SUBJECTS.iter().zip(&clients) {
-        for pr in &projects {
-            let caller = Caller {
-                c,
-                base: &ctx.base,
-                auth: auth_of(&ctx, *who, pr.name),
-                who: *who,
-            };
-            let mut p = Problems::new();
-            let g = caller.call(Method::GET, "/v2/", Body::Empty);
-            if caller.anonymous() {
-                verify(&mut p, g.is(401) && g.www.starts_with("Bearer realm="), || {
-                    format!("expected 401 with a Bearer challenge: {}", g.show())
-                });
-            } else {
-                ok(&mut p, &g, 200);
-                let g = caller.call(Method::GET, "/api/v1/users/current", Body::Empty);
-                if ok(&mut p, &g, 200)
-                    && let Auth::Basic(u, _) = &caller.auth
-                {
-                    verify(&mut p, g.json()["name"] == u.as_str(), || {
-                        format!("whoami is not {u}: {}", g.show())
-                    });
-                }
-            }
-            if !p.is_empty() {
-                mismatches.push(Mismatch {
-                    subject: label,
-                    project: pr.name,
-                    action: "authenticate (not a cell)",
-                    expected: true,
-                    problems: p,
-                });
-            }
+impl Report {
+    /// Keep what one check of `subject` × `project` × `action` found wrong, if anything.
+    fn add(&mut self, subject: &'static str, project: &'static str, action: &'static str, expected: bool, p: Problems) {
+        if !p.is_empty() {
+            self.mismatches.push(Mismatch {
+                subject,
+                project,
+                action,
+                expected,
+                problems: p,
+            });
         }
     }
 
-    let (mut checked, mut allowed, mut denied_n, mut skipped) = (0usize, 0usize, 0usize, 0usize);
-    let mut skips: Vec<String> = Vec::new();
-    let mut id = 0u64;
-    'matrix: for pr in &projects {
-        for action in ACTIONS {
-            for ((label, who), c) in SUBJECTS.iter().zip(&clients) {
-                id += 1;
-                let allow = expected(*who, pr.public, action);
-                let caller = Caller {
-                    c,
-                    base: &ctx.base,
-                    auth: auth_of(&ctx, *who, pr.name),
-                    who: *who,
-                };
-                let mut p = Problems::new();
-                let r = match action {
-                    "pull" => cell_pull(&ctx, &caller, pr, allow, &mut p),
-                    "push" => cell_push(&ctx, &caller, pr, allow, id, &mut p),
-                    "delete_tag" => cell_delete_tag(&ctx, &caller, pr, allow, id, &mut p),
-                    "delete_manifest" => cell_delete_manifest(&ctx, &caller, pr, allow, id, &mut p),
-                    "read_referrers" => cell_read_referrers(&ctx, &caller, pr, allow, &mut p),
-                    "mount_from" => match mount_destination(*who, pr.name) {
-                        None => {
-                            skipped += 1;
-                            skips.push(format!("{label} × {} × mount_from (no push anywhere)", pr.name));
-                            continue;
-                        }
-                        Some(dst) => cell_mount_from(&ctx, &caller, pr, allow, id, &dst, &mut p),
-                    },
-                    "list_catalog" => cell_list_catalog(&ctx, &caller, pr, allow, &mut p),
-                    "view_members" => cell_view_members(&ctx, &caller, pr, allow, &mut p),
-                    "manage_members" => cell_manage_members(&ctx, &caller, pr, allow, &mut p),
-                    "manage_robots" => cell_manage_robots(&ctx, &caller, pr, allow, id, &mut p),
-                    "read_audit" => cell_read_audit(&ctx, &caller, pr, allow, &mut p),
-                    "update_project" => cell_update_project(&ctx, &caller, pr, allow, &mut p),
-                    "delete_project" => cell_delete_project(&ctx, &caller, pr, allow, id, &mut p),
-                    other => panic!("no cell for {other}"),
-                };
-                if let Err(e) = r {
-                    p.push(format!("admin setup/verification failed: {e}"));
-                }
-                checked += 1;
-                if allow {
-                    allowed += 1;
-                } else {
-                    denied_n += 1;
-                }
-                let fatal = p.iter().any(|x| x.starts_with(FATAL));
-                if !p.is_empty() {
-                    mismatches.push(Mismatch {
-                        subject: label,
-                        project: pr.name,
-                        action,
-                        expected: allow,
-                        problems: p,
-                    });
-                }
-                if fatal {
-                    break 'matrix;
-                }
-            }
-        }
-    }
-
-    for s in &skips {
-        println!("skipped: {s}");
-    }
-    println!("access matrix: {checked} cells checked ({allowed} allowed, {denied_n} denied, {skipped} skipped)");
-    if !mismatches.is_empty() {
-        let mut report = format!("{} mismatching cells:\n", mismatches.len());
-        for m in &mismatches {
+    fn text(&self) -> String {
+        let mut report = format!("{} mismatching cells:\n", self.mismatches.len());
+        for m in &self.mismatches {
             report.push_str(&format!(
                 "\n* {} × {} × {}: expected {}\n",
                 m.subject,
@@ -1543,10 +1307,141 @@ fn role_action_matrix_over_http() {
                 report.push_str(&format!("    - {pb}\n"));
             }
         }
-        drop(pier);
-        panic!("{report}");
+        report
     }
-    let total = SUBJECTS.len() * projects.len() * ACTIONS.len();
+}
+
+/// Users, projects, members and robots of the matrix; the two matrix projects.
+fn setup_matrix(ctx: &mut Ctx) -> [Proj; 2] {
+    let users: Vec<(&str, Option<&str>)> = SUBJECTS
+        .iter()
+        .filter_map(|(_, w)| match w {
+            Who::User { name, role } => Some((*name, *role)),
+            _ => None,
+        })
+        .collect();
+    for (name, _) in &users {
+        create_user(ctx, name);
+    }
+    create_user(ctx, "victim");
+    create_user(ctx, "victim2");
+    for (name, public) in [(PUB, true), (PRIV, false), (DST, false), (OTHER, false)] {
+        create_project(ctx, name, public);
+    }
+    for project in [PUB, PRIV] {
+        for (name, role) in &users {
+            if let Some(role) = role {
+                ctx.pier.add_member(project, name, role);
+            }
+        }
+    }
+    for (name, _) in &users {
+        ctx.pier.add_member(DST, name, "developer");
+    }
+    for (_, w) in SUBJECTS {
+        match w {
+            Who::OwnRobot { short, perms } => {
+                for project in [PUB, PRIV] {
+                    create_robot(ctx, project, short, perms);
+                }
+            }
+            Who::OtherRobot { short, perms } => create_robot(ctx, OTHER, short, perms),
+            _ => {}
+        }
+    }
+    [setup_project(ctx, PUB, true, 1), setup_project(ctx, PRIV, false, 2)]
+}
+
+/// Every subject authenticates (the anonymous one is challenged), and whoami names the
+/// user a Basic login names.
+fn check_login(caller: &Caller) -> Problems {
+    let mut p = Problems::new();
+    let g = caller.call(Method::GET, "/v2/", Body::Empty);
+    if caller.anonymous() {
+        verify(&mut p, g.is(401) && g.www.starts_with("Bearer realm="), || {
+            format!("expected 401 with a Bearer challenge: {}", g.show())
+        });
+    } else {
+        ok(&mut p, &g, 200);
+        let g = caller.call(Method::GET, "/api/v1/users/current", Body::Empty);
+        if ok(&mut p, &g, 200)
+            && let Auth::Basic(u, _) = &caller.auth
+        {
+            verify(&mut p, g.json()["name"] == u.as_str(), || {
+                format!("whoami is not {u}: {}", g.show())
+            });
+        }
+    }
+    p
+}
+
+#[test]
+fn role_action_matrix_over_http() {
+    let mut ctx = start();
+    let projects = setup_matrix(&mut ctx);
+
+    // One client per subject.
+    let clients: Vec<Client> = SUBJECTS
+        .iter()
+        .map(|_| pier_e2e::http_client(REQUEST_TIMEOUT))
+        .collect();
+    let mut report = Report::default();
+
+    for ((label, who), c) in SUBJECTS.iter().zip(&clients) {
+        for pr in &projects {
+            let p = check_login(&caller(&ctx, c, *who, pr.name));
+            report.add(label, pr.name, "authenticate (not a cell)", true, p);
+        }
+    }
+
+    let (mut checked, mut allowed, mut denied_n, mut skipped) = (0usize, 0usize, 0usize, 0usize);
+    let mut skips: Vec<String> = Vec::new();
+    let mut id = 0u64;
+    'matrix: for pr in &projects {
+        for (action, check) in CELLS {
+            for ((label, who), c) in SUBJECTS.iter().zip(&clients) {
+                id += 1;
+                if action == "mount_from" && mount_destination(*who, pr.name).is_none() {
+                    skipped += 1;
+                    skips.push(format!("{label} × {} × mount_from (no push anywhere)", pr.name));
+                    continue;
+                }
+                let cell = Cell {
+                    ctx: &ctx,
+                    who: caller(&ctx, c, *who, pr.name),
+                    pr,
+                    allow: expected(*who, pr.public, action),
+                    id,
+                };
+                let mut p = Problems::new();
+                if let Err(e) = check(&cell, &mut p) {
+                    p.push(format!("admin setup/verification failed: {e}"));
+                }
+                checked += 1;
+                if cell.allow {
+                    allowed += 1;
+                } else {
+                    denied_n += 1;
+                }
+                let fatal = p.iter().any(|x| x.starts_with(FATAL));
+                report.add(label, pr.name, action, cell.allow, p);
+                if fatal {
+                    break 'matrix;
+                }
+            }
+        }
+    }
+
+    for s in &skips {
+        println!("skipped: {s}");
+    }
+    println!("access matrix: {checked} cells checked ({allowed} allowed, {denied_n} denied, {skipped} skipped)");
+    if !report.mismatches.is_empty() {
+        let text = report.text();
+        drop(ctx);
+        panic!("{text}");
+    }
+    let total = SUBJECTS.len() * projects.len() * CELLS.len();
     assert!(
         checked >= total - skipped,
         "only {checked} of {total} cells checked ({skipped} skipped)"
@@ -1554,41 +1449,46 @@ fn role_action_matrix_over_http() {
     assert_eq!(total, 11 * 2 * 13);
 }
 
+/// A 401 that asks for a token with more scope.
+fn insufficient_scope(g: &Got) -> bool {
+    g.is(401) && g.www.contains("error=\"insufficient_scope\"")
+}
+
+/// Panic with every problem found, if there are any.
+fn assert_no_problems(what: &str, problems: &Problems) {
+    assert!(problems.is_empty(), "{what}:\n  - {}", problems.join("\n  - "));
+}
+
 /// A guest asking for pull,push on a private project gets pull only; the push then fails
 /// with an insufficient_scope challenge, and nothing arrives.
 #[test]
 fn token_scope_escalation_is_dropped_silently() {
-    let (_dir, _pier, ctx) = start();
+    let ctx = start();
     create_user(&ctx, "guest");
     create_project(&ctx, PRIV, false);
-    add_member(&ctx, PRIV, "guest", "guest");
+    ctx.pier.add_member(PRIV, "guest", "guest");
     let pr = setup_project(&ctx, PRIV, false, 7);
     let c = pier_e2e::http_client(REQUEST_TIMEOUT);
+    let send = |auth: &Auth, m: Method, path: &str, body: Body| call(&c, &ctx.base, auth, m, path, body);
     let guest = Auth::Basic("guest".into(), password("guest"));
     let scope = format!("repository:{}:pull,push", pr.repo);
     let mut problems = Problems::new();
 
     // GET, and the POST form docker login uses.
-    let get = call(
-        &c,
-        &ctx.base,
-        &guest,
-        Method::GET,
-        &format!("/service/token?service=pier&scope={}", enc(&scope)),
-        Body::Empty,
-    );
-    let form = format!(
-        "grant_type=password&username=guest&password={}&service=pier&scope={}",
-        enc(&password("guest")),
-        enc(&scope)
-    );
-    let post = call(
-        &c,
-        &ctx.base,
+    let query = form(&[("service", "pier"), ("scope", &scope)]);
+    let get = send(&guest, Method::GET, &format!("/service/token?{query}"), Body::Empty);
+    let login = form(&[
+        ("grant_type", "password"),
+        ("username", "guest"),
+        ("password", &password("guest")),
+        ("service", "pier"),
+        ("scope", &scope),
+    ]);
+    let post = send(
         &Auth::Anonymous,
         Method::POST,
         "/service/token",
-        Body::Raw("application/x-www-form-urlencoded", form.into_bytes()),
+        Body::Raw("application/x-www-form-urlencoded", login.into_bytes()),
     );
     let mut tokens = Vec::new();
     for (how, g) in [("GET", get), ("POST", post)] {
@@ -1620,67 +1520,46 @@ fn token_scope_escalation_is_dropped_silently() {
             format!("{how} token access is {access:?}, expected exactly {want} (claims {claims})")
         });
         let b = Auth::Bearer(token);
-        let g = call(
-            &c,
-            &ctx.base,
-            &b,
-            Method::GET,
-            &format!("/v2/{}/manifests/base", pr.repo),
-            Body::Empty,
-        );
+        let g = send(&b, Method::GET, &format!("/v2/{}/manifests/base", pr.repo), Body::Empty);
         ok(&mut problems, &g, 200);
         let blob = test_bytes(99, 16);
-        let g = call(
-            &c,
-            &ctx.base,
+        let g = send(
             &b,
             Method::POST,
             &format!("/v2/{}/blobs/uploads/?digest={}", pr.repo, sha256(&blob)),
             Body::Raw("application/octet-stream", blob),
         );
-        verify(
-            &mut problems,
-            g.is(401) && g.www.contains("error=\"insufficient_scope\""),
-            || format!("{how} token: push must answer 401 insufficient_scope: {}", g.show()),
-        );
+        verify(&mut problems, insufficient_scope(&g), || {
+            format!("{how} token: push must answer 401 insufficient_scope: {}", g.show())
+        });
         let m = image_manifest(&pr.config, &[&pr.layer], "escalated", None, None);
-        let g = call(
-            &c,
-            &ctx.base,
+        let g = send(
             &b,
             Method::PUT,
             &format!("/v2/{}/manifests/escalated", pr.repo),
             Body::Raw(media::OCI_MANIFEST, m),
         );
-        verify(
-            &mut problems,
-            g.is(401) && g.www.contains("error=\"insufficient_scope\""),
-            || {
-                format!(
-                    "{how} token: manifest PUT must answer 401 insufficient_scope: {}",
-                    g.show()
-                )
-            },
-        );
+        verify(&mut problems, insufficient_scope(&g), || {
+            format!(
+                "{how} token: manifest PUT must answer 401 insufficient_scope: {}",
+                g.show()
+            )
+        });
     }
     let after = ctx.admin_status(Method::GET, &format!("/v2/{}/manifests/escalated", pr.repo));
     verify(&mut problems, after == 404, || {
         format!("the escalated push arrived (tag answers {after})")
     });
-    assert!(
-        problems.is_empty(),
-        "scope escalation:\n  - {}",
-        problems.join("\n  - ")
-    );
+    assert_no_problems("scope escalation", &problems);
 }
 
 /// A token for repository A opens nothing in repository B, even for the system admin.
 #[test]
 fn token_for_one_repository_does_not_open_another() {
-    let (_dir, _pier, ctx) = start();
+    let ctx = start();
     create_user(&ctx, "dev");
     create_project(&ctx, PRIV, false);
-    add_member(&ctx, PRIV, "dev", "developer");
+    ctx.pier.add_member(PRIV, "dev", "developer");
     let pr = setup_project(&ctx, PRIV, false, 8);
     let other = format!("{PRIV}/other");
     let m = image_manifest(&pr.config, &[&pr.layer], "other", None, None);
@@ -1699,10 +1578,7 @@ fn token_for_one_repository_does_not_open_another() {
     setup().unwrap_or_else(|e| panic!("setup {other}: {e}"));
     let c = pier_e2e::http_client(REQUEST_TIMEOUT);
     let mut problems = Problems::new();
-    for auth in [
-        Auth::Basic("dev".into(), password("dev")),
-        Auth::Basic("admin".into(), ADMIN_PASSWORD.into()),
-    ] {
+    for auth in [Auth::Basic("dev".into(), password("dev")), ctx.admin_auth.clone()] {
         let who = auth.label();
         let scope = format!("repository:{}:pull,push", pr.repo);
         let (token, _) = fetch_token(&c, &ctx.base, &auth, &[&scope]).unwrap_or_else(|e| panic!("{who}: {e}"));
@@ -1724,58 +1600,46 @@ fn token_for_one_repository_does_not_open_another() {
             (Method::POST, format!("/v2/{other}/blobs/uploads/")),
         ] {
             let g = call(&c, &ctx.base, &b, m, &path, Body::Empty);
-            verify(
-                &mut problems,
-                g.is(401) && g.www.contains("error=\"insufficient_scope\""),
-                || {
-                    format!(
-                        "{who}'s token for {} used on {other}: expected 401 insufficient_scope: {}",
-                        pr.repo,
-                        g.show()
-                    )
-                },
-            );
+            verify(&mut problems, insufficient_scope(&g), || {
+                format!(
+                    "{who}'s token for {} used on {other}: expected 401 insufficient_scope: {}",
+                    pr.repo,
+                    g.show()
+                )
+            });
         }
     }
-    assert!(
-        problems.is_empty(),
-        "token for A on B:\n  - {}",
-        problems.join("\n  - ")
-    );
+    assert_no_problems("token for A on B", &problems);
 }
 
 /// Malformed scopes are 400 BAD_REQUEST, whoever asks.
 #[test]
 fn malformed_scopes_are_bad_requests() {
-    let (_dir, _pier, ctx) = start();
+    let ctx = start();
     let c = pier_e2e::http_client(REQUEST_TIMEOUT);
     let mut problems = Problems::new();
-    for auth in [Auth::Anonymous, Auth::Basic("admin".into(), ADMIN_PASSWORD.into())] {
+    for auth in [Auth::Anonymous, ctx.admin_auth.clone()] {
         for scope in [
             "repository:onlytwo",
             "repository::pull",
             "repository:Bad/Name:pull",
             "nonsense",
         ] {
-            let path = format!("/service/token?service=pier&scope={}", enc(scope));
+            let path = format!("/service/token?{}", form(&[("service", "pier"), ("scope", scope)]));
             let g = call(&c, &ctx.base, &auth, Method::GET, &path, Body::Empty);
             verify(&mut problems, g.is(400) && g.code() == "BAD_REQUEST", || {
                 format!("scope {scope:?}: expected 400 BAD_REQUEST: {}", g.show())
             });
         }
     }
-    assert!(
-        problems.is_empty(),
-        "malformed scopes:\n  - {}",
-        problems.join("\n  - ")
-    );
+    assert_no_problems("malformed scopes", &problems);
 }
 
 /// Broken `Authorization` headers are 401 UNAUTHORIZED with an OCI error body — never a 500,
 /// never anonymous access — on the token endpoint, on /v2/ and on /api/v1.
 #[test]
 fn malformed_authorization_headers_are_unauthorized() {
-    let (_dir, _pier, ctx) = start();
+    let ctx = start();
     let c = pier_e2e::http_client(REQUEST_TIMEOUT);
     let mut problems = Problems::new();
     let headers = [
@@ -1786,27 +1650,19 @@ fn malformed_authorization_headers_are_unauthorized() {
         "Bearer a.b.c",
         "Digest x",
     ];
+    // Well-formed, wrong password (one try per path: far from the lockout).
+    let wrong = Auth::Basic(ADMIN_USER.into(), "not-the-password".into());
     for path in [
         "/service/token?service=pier&scope=repository%3Alibrary%2Fx%3Apull",
         "/v2/",
         "/api/v1/users/current",
     ] {
-        for h in headers {
-            let g = call(&c, &ctx.base, &Auth::Raw(h.into()), Method::GET, path, Body::Empty);
+        for auth in headers.map(|h| Auth::Raw(h.into())).iter().chain([&wrong]) {
+            let g = call(&c, &ctx.base, auth, Method::GET, path, Body::Empty);
             verify(&mut problems, g.is(401) && g.code() == "UNAUTHORIZED", || {
                 format!("expected 401 UNAUTHORIZED: {}", g.show())
             });
         }
-        // Well-formed, wrong password (one try per path: far from the lockout).
-        let wrong = Auth::Basic("admin".into(), "not-the-password".into());
-        let g = call(&c, &ctx.base, &wrong, Method::GET, path, Body::Empty);
-        verify(&mut problems, g.is(401) && g.code() == "UNAUTHORIZED", || {
-            format!("expected 401 UNAUTHORIZED: {}", g.show())
-        });
     }
-    assert!(
-        problems.is_empty(),
-        "malformed Authorization:\n  - {}",
-        problems.join("\n  - ")
-    );
+    assert_no_problems("malformed Authorization", &problems);
 }

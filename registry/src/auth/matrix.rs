@@ -1,9 +1,12 @@
 //! The permission matrix: which project role may do which action, written down once as
-//! data. Every access decision in pier goes through [`Role::allows`], [`PUBLIC`] and
-//! [`Grant`]; nothing else knows what a role means.
+//! data. Every access decision in pier goes through [`Role::allows`], [`Grant::public`]
+//! and [`Grant`]; nothing else knows what a role means. Extensions add their actions to
+//! it with [`Action::register`].
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -54,52 +57,217 @@ macro_rules! names {
     };
 }
 
-/// Something a caller does in a project.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Action {
+/// Something a caller does in a project: one of the built-in actions, or one an extension
+/// added with [`Action::register`] (an app store's chart read and write).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Action(u8);
+
+// The built-in actions keep the names they had as enum variants, so code reads the same
+// and `match` still works on them.
+#[allow(non_upper_case_globals)]
+impl Action {
     /// Read manifests, blobs and tag lists.
-    Pull,
+    pub const Pull: Action = Action(0);
     /// Upload blobs and put manifests.
-    Push,
+    pub const Push: Action = Action(1);
     /// Delete a tag (`DELETE …/manifests/<tag>`).
-    DeleteTag,
+    pub const DeleteTag: Action = Action(2);
     /// Delete a manifest or a blob by digest.
-    DeleteManifest,
+    pub const DeleteManifest: Action = Action(3);
     /// List referrers.
-    ReadReferrers,
+    pub const ReadReferrers: Action = Action(4);
     /// Use a repository as the source of a cross-repository mount.
-    MountFrom,
+    pub const MountFrom: Action = Action(5);
     /// See the project's repositories in `/v2/_catalog`.
-    ListCatalog,
+    pub const ListCatalog: Action = Action(6);
     /// List the project's members.
-    ViewMembers,
+    pub const ViewMembers: Action = Action(7);
     /// Add, change and remove members.
-    ManageMembers,
+    pub const ManageMembers: Action = Action(8);
     /// Create, change, rotate and delete robot accounts.
-    ManageRobots,
+    pub const ManageRobots: Action = Action(9);
     /// Query the project's audit log.
-    ReadAudit,
+    pub const ReadAudit: Action = Action(10);
     /// Change the project's visibility.
-    UpdateProject,
+    pub const UpdateProject: Action = Action(11);
     /// Delete the (empty) project.
-    DeleteProject,
+    pub const DeleteProject: Action = Action(12);
 }
 
-names!(Action {
-    Pull => "pull",
-    Push => "push",
-    DeleteTag => "delete_tag",
-    DeleteManifest => "delete_manifest",
-    ReadReferrers => "read_referrers",
-    MountFrom => "mount_from",
-    ListCatalog => "list_catalog",
-    ViewMembers => "view_members",
-    ManageMembers => "manage_members",
-    ManageRobots => "manage_robots",
-    ReadAudit => "read_audit",
-    UpdateProject => "update_project",
-    DeleteProject => "delete_project",
-});
+/// Names of the built-in actions, by their number.
+const BUILTIN_NAMES: [&str; 13] = [
+    "pull",
+    "push",
+    "delete_tag",
+    "delete_manifest",
+    "read_referrers",
+    "mount_from",
+    "list_catalog",
+    "view_members",
+    "manage_members",
+    "manage_robots",
+    "read_audit",
+    "update_project",
+    "delete_project",
+];
+
+/// How many actions there can be, built-in and registered: a [`Grant`] is one bit each.
+pub const MAX_ACTIONS: usize = 64;
+
+/// An action an extension adds to the matrix: its name and who is granted it. The name
+/// is what the API, robot permissions and the audit log use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionSpec {
+    /// `[a-z_]+`, unique.
+    pub name: &'static str,
+    /// The roles that grant it.
+    pub roles: &'static [Role],
+    /// Whether anyone, anonymous callers included, may do it in a public project.
+    pub public: bool,
+    /// Whether a robot account can be given it.
+    pub robots: bool,
+}
+
+/// Why an action cannot be registered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    /// The name is empty or has characters other than `a-z` and `_`.
+    #[error("action name {0:?} must be lowercase letters and '_'")]
+    BadName(&'static str),
+    /// The name is taken by a built-in action or by another registration with other grants.
+    #[error("action {0:?} exists already with other grants")]
+    Taken(&'static str),
+    /// [`MAX_ACTIONS`] are in use.
+    #[error("no room for action {0:?}: at most {MAX_ACTIONS} actions")]
+    Full(&'static str),
+}
+
+/// The registered actions. Grants per role are bit sets read on every access check, so
+/// they are atomics; the specs (names) are read only to print and parse actions.
+struct Registered {
+    specs: RwLock<Vec<ActionSpec>>,
+    roles: [AtomicU64; ROLES],
+    public: AtomicU64,
+    robots: AtomicU64,
+}
+
+const ROLES: usize = Role::ALL.len();
+
+static REGISTERED: Registered = Registered {
+    specs: RwLock::new(Vec::new()),
+    roles: [const { AtomicU64::new(0) }; ROLES],
+    public: AtomicU64::new(0),
+    robots: AtomicU64::new(0),
+};
+
+impl Action {
+    /// The built-in actions, in table order.
+    pub const BUILTIN: &'static [Action] = &[
+        Action::Pull,
+        Action::Push,
+        Action::DeleteTag,
+        Action::DeleteManifest,
+        Action::ReadReferrers,
+        Action::MountFrom,
+        Action::ListCatalog,
+        Action::ViewMembers,
+        Action::ManageMembers,
+        Action::ManageRobots,
+        Action::ReadAudit,
+        Action::UpdateProject,
+        Action::DeleteProject,
+    ];
+
+    /// Add an action to the matrix for this process: the roles of `spec` (and public
+    /// projects, and robots, as it says) are granted it from now on. Registering the same
+    /// spec again returns the same action, so every registry opened in a process can
+    /// register what its extensions need.
+    pub fn register(spec: ActionSpec) -> Result<Action, RegisterError> {
+        let name = spec.name;
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+            return Err(RegisterError::BadName(name));
+        }
+        if BUILTIN_NAMES.contains(&name) {
+            return Err(RegisterError::Taken(name));
+        }
+        let mut specs = REGISTERED.specs.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = specs.iter().position(|s| s.name == name) {
+            return if specs[i] == spec {
+                Ok(Action((BUILTIN_NAMES.len() + i) as u8))
+            } else {
+                Err(RegisterError::Taken(name))
+            };
+        }
+        let n = BUILTIN_NAMES.len() + specs.len();
+        if n >= MAX_ACTIONS {
+            return Err(RegisterError::Full(name));
+        }
+        let bit = 1u64 << n;
+        for r in spec.roles {
+            REGISTERED.roles[*r as usize].fetch_or(bit, Ordering::Release);
+        }
+        if spec.public {
+            REGISTERED.public.fetch_or(bit, Ordering::Release);
+        }
+        if spec.robots {
+            REGISTERED.robots.fetch_or(bit, Ordering::Release);
+        }
+        specs.push(spec);
+        Ok(Action(n as u8))
+    }
+
+    /// Every action, built-in then registered.
+    pub fn all() -> Vec<Action> {
+        let registered = REGISTERED.specs.read().unwrap_or_else(|e| e.into_inner()).len();
+        (0..BUILTIN_NAMES.len() + registered).map(|i| Action(i as u8)).collect()
+    }
+
+    /// The name used in the API, the CLI and the audit log.
+    pub fn name(self) -> &'static str {
+        let i = self.0 as usize;
+        if let Some(n) = BUILTIN_NAMES.get(i) {
+            return n;
+        }
+        let specs = REGISTERED.specs.read().unwrap_or_else(|e| e.into_inner());
+        specs.get(i - BUILTIN_NAMES.len()).map_or("unknown", |s| s.name)
+    }
+}
+
+impl FromStr for Action {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(a) = Action::all().into_iter().find(|a| a.name() == s) {
+            return Ok(a);
+        }
+        let names: Vec<&str> = Action::all().into_iter().map(Action::name).collect();
+        Err(format!("unknown action {s:?}; expected one of: {}", names.join(", ")))
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl fmt::Debug for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for Action {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Action {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
 
 /// A member's role in a project, as in Harbor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -126,23 +294,34 @@ names!(Role {
 
 /// A set of actions (a bit per [`Action`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Grant(u16);
+pub struct Grant(u64);
 
 impl Grant {
     /// No action.
     pub const NONE: Grant = Grant(0);
 
-    /// Every action.
+    /// Every action, registered ones included.
     pub fn all() -> Grant {
-        Grant::of(Action::ALL)
+        Grant::of(&Action::all())
+    }
+
+    /// What anyone, anonymous callers included, may do in a public project.
+    pub fn public() -> Grant {
+        PUBLIC.union(Grant(REGISTERED.public.load(Ordering::Acquire)))
+    }
+
+    /// The actions a robot account can be given: repository work only, never
+    /// administration.
+    pub fn robot_grantable() -> Grant {
+        ROBOT_GRANTABLE.union(Grant(REGISTERED.robots.load(Ordering::Acquire)))
     }
 
     /// Exactly these actions.
     pub const fn of(actions: &[Action]) -> Grant {
-        let mut bits = 0u16;
+        let mut bits = 0u64;
         let mut i = 0;
         while i < actions.len() {
-            bits |= 1 << actions[i] as u16;
+            bits |= 1 << actions[i].0;
             i += 1;
         }
         Grant(bits)
@@ -150,7 +329,7 @@ impl Grant {
 
     /// Whether `a` is in the set.
     pub fn has(self, a: Action) -> bool {
-        self.0 & (1 << a as u16) != 0
+        self.0 & (1 << a.0) != 0
     }
 
     /// Both sets together.
@@ -160,91 +339,107 @@ impl Grant {
 
     /// The actions in the set, in table order.
     pub fn actions(self) -> Vec<Action> {
-        Action::ALL.iter().copied().filter(|a| self.has(*a)).collect()
+        Action::all().into_iter().filter(|a| self.has(*a)).collect()
     }
 }
-
-use Action::*;
 
 /// The matrix. A row per role: the actions it grants.
 const MATRIX: &[(Role, Grant)] = &[
     (
         Role::ProjectAdmin,
         Grant::of(&[
-            Pull,
-            Push,
-            DeleteTag,
-            DeleteManifest,
-            ReadReferrers,
-            MountFrom,
-            ListCatalog,
-            ViewMembers,
-            ManageMembers,
-            ManageRobots,
-            ReadAudit,
-            UpdateProject,
-            DeleteProject,
+            Action::Pull,
+            Action::Push,
+            Action::DeleteTag,
+            Action::DeleteManifest,
+            Action::ReadReferrers,
+            Action::MountFrom,
+            Action::ListCatalog,
+            Action::ViewMembers,
+            Action::ManageMembers,
+            Action::ManageRobots,
+            Action::ReadAudit,
+            Action::UpdateProject,
+            Action::DeleteProject,
         ]),
     ),
     (
         Role::Maintainer,
         Grant::of(&[
-            Pull,
-            Push,
-            DeleteTag,
-            DeleteManifest,
-            ReadReferrers,
-            MountFrom,
-            ListCatalog,
-            ViewMembers,
-            ManageRobots,
-            ReadAudit,
+            Action::Pull,
+            Action::Push,
+            Action::DeleteTag,
+            Action::DeleteManifest,
+            Action::ReadReferrers,
+            Action::MountFrom,
+            Action::ListCatalog,
+            Action::ViewMembers,
+            Action::ManageRobots,
+            Action::ReadAudit,
         ]),
     ),
     (
         Role::Developer,
         Grant::of(&[
-            Pull,
-            Push,
-            ReadReferrers,
-            MountFrom,
-            ListCatalog,
-            ViewMembers,
-            ReadAudit,
+            Action::Pull,
+            Action::Push,
+            Action::ReadReferrers,
+            Action::MountFrom,
+            Action::ListCatalog,
+            Action::ViewMembers,
+            Action::ReadAudit,
         ]),
     ),
     (
         Role::Guest,
-        Grant::of(&[Pull, ReadReferrers, MountFrom, ListCatalog, ViewMembers, ReadAudit]),
+        Grant::of(&[
+            Action::Pull,
+            Action::ReadReferrers,
+            Action::MountFrom,
+            Action::ListCatalog,
+            Action::ViewMembers,
+            Action::ReadAudit,
+        ]),
     ),
     (
         Role::LimitedGuest,
-        Grant::of(&[Pull, ReadReferrers, MountFrom, ListCatalog]),
+        Grant::of(&[
+            Action::Pull,
+            Action::ReadReferrers,
+            Action::MountFrom,
+            Action::ListCatalog,
+        ]),
     ),
 ];
 
-/// What anyone, anonymous callers included, may do in a public project.
-pub const PUBLIC: Grant = Grant::of(&[Pull, ReadReferrers, MountFrom, ListCatalog]);
+/// The built-in part of [`Grant::public`].
+const PUBLIC: Grant = Grant::of(&[
+    Action::Pull,
+    Action::ReadReferrers,
+    Action::MountFrom,
+    Action::ListCatalog,
+]);
 
-/// The actions a robot account can be given: repository work only, never administration.
-pub const ROBOT_GRANTABLE: Grant = Grant::of(&[
-    Pull,
-    Push,
-    DeleteTag,
-    DeleteManifest,
-    ReadReferrers,
-    MountFrom,
-    ListCatalog,
+/// The built-in part of [`Grant::robot_grantable`].
+const ROBOT_GRANTABLE: Grant = Grant::of(&[
+    Action::Pull,
+    Action::Push,
+    Action::DeleteTag,
+    Action::DeleteManifest,
+    Action::ReadReferrers,
+    Action::MountFrom,
+    Action::ListCatalog,
 ]);
 
 impl Role {
-    /// The actions this role grants in its project.
+    /// The actions this role grants in its project, registered ones included.
     pub fn grant(self) -> Grant {
-        MATRIX
+        let builtin = MATRIX
             .iter()
             .find(|(r, _)| *r == self)
             .map(|(_, g)| *g)
-            .unwrap_or(Grant::NONE)
+            .unwrap_or(Grant::NONE);
+        builtin.union(Grant(REGISTERED.roles[self as usize].load(Ordering::Acquire)))
     }
 
     /// Whether this role may do `a`.
@@ -272,8 +467,8 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for a in Action::ALL {
-            assert_eq!(a.name().parse::<Action>().unwrap(), *a);
+        for a in Action::all() {
+            assert_eq!(a.name().parse::<Action>().unwrap(), a);
         }
         for r in Role::ALL {
             assert_eq!(serde_json::to_string(r).unwrap(), format!("\"{r}\""));

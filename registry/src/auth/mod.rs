@@ -19,7 +19,10 @@ use pier_oci::{RepoName, is_path_component};
 
 pub use audit::AuditSink;
 pub use ipnet::IpNet;
-pub use matrix::{Action, Grant, PUBLIC, ROBOT_GRANTABLE, Role};
+pub use matrix::{Action, ActionSpec, Grant, MAX_ACTIONS, RegisterError, Role};
+
+/// The challenge of routes that take account credentials (the management API, extensions).
+pub const BASIC_CHALLENGE: &str = "Basic realm=\"pier\"";
 use throttle::{AddressLimiter, Failure, Throttle};
 use token::{Access, Claims, Scope, TokenKeys};
 
@@ -39,23 +42,31 @@ pub const DEFAULT_PROJECT: &str = "library";
 /// Where the generated first admin password is written when none is given.
 pub const INITIAL_PASSWORD_FILE: &str = "initial-admin-password";
 
-/// Settings of access control.
-#[derive(Debug, Clone)]
+/// Settings of access control: `[auth]` in the config file.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// Lifetime of issued tokens.
+    #[serde(rename = "token_ttl_secs", with = "crate::config::secs")]
     pub token_ttl: Duration,
     /// Audit retention in days; 0 keeps everything.
     pub audit_retention_days: u64,
     /// Cap on the audit log's size on disk; the oldest segments are dropped to stay under
     /// it (0: no cap).
+    #[serde(rename = "audit_max_mb", with = "crate::config::mib")]
     pub audit_max_bytes: u64,
     /// Proxies whose `X-Forwarded-For` (or `Forwarded`) header names the client. Anyone
     /// else's is ignored: the peer address is the client.
+    #[serde(with = "crate::config::nets")]
     pub trusted_proxies: Vec<IpNet>,
-    /// The first admin password (used on first start only).
+    /// The first admin password (used on first start only). Never written out.
+    #[serde(skip_serializing)]
     pub admin_password: Option<String>,
     /// The registry's external URL (e.g. `https://registry.example.com`), for the token
-    /// realm in challenges. Without it the realm is built from the request's `Host`.
+    /// realm in challenges. Without it the realm is built from the request's `Host`. Not a
+    /// key of `[auth]`: [`crate::Registry::open_config`] sets it from the top-level
+    /// [`crate::RegistryConfig::public_url`].
+    #[serde(skip)]
     pub public_url: Option<String>,
 }
 
@@ -208,10 +219,7 @@ pub enum AuthOpenError {
 
 /// Unix seconds now.
 pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    pier_oci::time::now_secs()
 }
 
 /// Access control over an [`AccessStore`] and an [`AuditLog`].
@@ -243,6 +251,17 @@ pub fn valid_user_name(name: &str) -> bool {
         && b[0].is_ascii_alphanumeric()
         && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-' | b'@'))
+}
+
+/// A project's name is one repository path component (`a-z0-9` with single separators).
+pub fn check_project_name(name: &str) -> Result<(), AuthError> {
+    if pier_oci::is_path_component(name) {
+        Ok(())
+    } else {
+        Err(AuthError::InvalidName(format!(
+            "invalid project name {name:?}: use lowercase letters, digits and single separators (. _ __ -), as in a repository path component"
+        )))
+    }
 }
 
 /// `robot$<project>+<name>` → (project, name), when both follow the path-component grammar.
@@ -685,7 +704,7 @@ impl Auth {
         let Some(p) = self.access.project(project).await? else {
             return Ok((None, Grant::NONE));
         };
-        let public = if p.public { PUBLIC } else { Grant::NONE };
+        let public = if p.public { Grant::public() } else { Grant::NONE };
         let g = match subject {
             Subject::Anonymous => public,
             Subject::User { admin: true, .. } => Grant::all(),
@@ -738,6 +757,34 @@ impl Auth {
             _ => format!("{} may not {} in {repo}", caller.subject.actor(), action),
         };
         Err(self.refuse(caller, Some(challenge_scope(repo, action)), message))
+    }
+
+    /// Whether the caller may do `action` in `project`, for routes about a project rather
+    /// than a repository (the management API, extensions' routes): anonymous callers are
+    /// asked for Basic credentials, others refused; the admin learns that the project does
+    /// not exist.
+    pub async fn check_project(
+        &self,
+        caller: &Caller,
+        project: &str,
+        action: Action,
+    ) -> Result<(ProjectRecord, Grant), AuthError> {
+        check_project_name(project)?;
+        let (p, g) = self.grant(&caller.subject, project).await?;
+        match p {
+            Some(p) if g.has(action) => Ok((p, g)),
+            None if caller.subject.is_admin() => Err(AuthError::NotFound(format!("project {project} does not exist"))),
+            _ => Err(match caller.subject {
+                Subject::Anonymous => AuthError::Unauthenticated {
+                    challenge: BASIC_CHALLENGE.into(),
+                    message: "authentication required".into(),
+                },
+                _ => AuthError::Denied(format!(
+                    "{} may not {action} in project {project}",
+                    caller.subject.actor()
+                )),
+            }),
+        }
     }
 
     /// 401 with a challenge for anonymous callers (they may succeed with credentials), 403
@@ -850,7 +897,7 @@ fn retry_secs(wait: Duration) -> u64 {
 
 fn wrong_credentials(why: &str) -> AuthError {
     AuthError::Unauthenticated {
-        challenge: "Basic realm=\"pier\"".into(),
+        challenge: BASIC_CHALLENGE.into(),
         message: why.to_owned(),
     }
 }

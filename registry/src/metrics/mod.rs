@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
@@ -30,12 +30,13 @@ use crate::routes::App;
 use crate::storage::BlobUsage;
 
 /// The `[metrics]` settings.
-#[derive(Clone, PartialEq, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
     /// Serve `/metrics` (and count requests). Off: `/metrics` answers 404.
     pub enabled: bool,
-    /// When set, `/metrics` asks for `Authorization: Bearer <token>`.
+    /// When set, `/metrics` asks for `Authorization: Bearer <token>`. Never written out.
+    #[serde(skip_serializing)]
     pub token: Option<String>,
 }
 
@@ -162,7 +163,7 @@ async fn scrape(s: &Scrape) -> Response {
             gauge(n),
         );
     }
-    match s.app.meta.list_uploads().await {
+    match s.app.service.meta_store().list_uploads().await {
         Ok(uploads) => registry.register(
             "uploads_in_progress",
             "Upload sessions open (not finished, cancelled or expired)",
@@ -208,17 +209,16 @@ async fn store_stats(s: &Scrape) -> StoreStats {
     if let Some(stats) = cached.as_ref().filter(|c| c.at.elapsed() < STORE_STATS_MAX_AGE) {
         return stats.clone();
     }
-    let blobs = s
-        .app
-        .blobs
+    let service = &s.app.service;
+    let blobs = service
+        .blob_store()
         .usage()
         .await
         .inspect_err(|e| tracing::warn!("metrics: cannot count blobs: {e}"))
         .ok()
         .flatten();
-    let manifests = s
-        .app
-        .meta
+    let manifests = service
+        .meta_store()
         .manifest_count()
         .await
         .inspect_err(|e| tracing::warn!("metrics: cannot count manifests: {e}"))

@@ -6,16 +6,7 @@ use axum::response::IntoResponse;
 use pier_oci::{Digest, ErrorCode, RepoName};
 
 use super::{App, Result, header_str};
-use crate::error::{self, ApiError, DeleteTarget};
-
-/// A blob is served from a repository only when linked there (pushed or mounted) and
-/// present in the store.
-pub(super) async fn existing(app: &App, name: &RepoName, digest: &Digest) -> Result<Option<u64>> {
-    if !app.meta.blob_linked(name, digest).await? {
-        return Ok(None);
-    }
-    Ok(app.blobs.stat(digest).await?)
-}
+use crate::error::ApiError;
 
 /// What a `Range` header asks of a blob of `size` bytes (RFC 9110 §14.1.2, §14.2).
 #[derive(Debug, PartialEq)]
@@ -74,9 +65,8 @@ fn parse_range(value: &str, size: u64) -> RangeAsk {
 
 pub(super) async fn get(app: &App, name: &RepoName, digest: &str, headers: &HeaderMap, head: bool) -> Result {
     let digest: Digest = digest.parse()?;
-    let size = existing(app, name, &digest)
-        .await?
-        .ok_or_else(|| ApiError::code(ErrorCode::BlobUnknown))?;
+    let blob = app.service.blob(name, &digest).await?;
+    let size = blob.size;
     let range = match header_str(headers, header::RANGE).map(|v| parse_range(v, size)) {
         None | Some(RangeAsk::Whole) => None,
         Some(RangeAsk::Part(r)) => Some(r),
@@ -112,17 +102,12 @@ pub(super) async fn get(app: &App, name: &RepoName, digest: &str, headers: &Head
     if head {
         return Ok((status, h).into_response());
     }
-    let stream = app.blobs.read(&digest, range).await?;
+    let stream = app.service.read_blob(name, &blob, range).await?;
     Ok((status, h, Body::from_stream(stream)).into_response())
 }
 
 pub(super) async fn delete(app: &App, name: &RepoName, digest: &str) -> Result {
-    let digest: Digest = digest.parse()?;
-    // Unlinking hides the blob from this repository; the bytes stay for other repositories
-    // that link them until garbage collection finds them unreferenced. Refused while a
-    // tagged image still uses it.
-    let outcome = app.meta.unlink_blob(name, &digest).await?;
-    error::deletion(outcome, DeleteTarget::Blob(&digest))?;
+    app.service.delete_blob(name, &digest.parse()?).await?;
     Ok(StatusCode::ACCEPTED.into_response())
 }
 

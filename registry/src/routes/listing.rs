@@ -46,11 +46,7 @@ fn paged_json(body: serde_json::Value, path: &str, n: usize, items: &[String]) -
 
 pub(super) async fn tags(app: &App, name: &RepoName, uri: &Uri) -> Result {
     let (n, last) = page(uri)?;
-    let tags = app
-        .meta
-        .list_tags(name, last.as_deref(), n)
-        .await?
-        .ok_or_else(|| ApiError::code(ErrorCode::NameUnknown).message(format!("repository {name} is not known")))?;
+    let tags = app.service.tags(name, last.as_deref(), n).await?;
     let body = serde_json::json!({ "name": name.as_str(), "tags": tags });
     Ok(paged_json(body, &format!("/v2/{name}/tags/list"), n, &tags))
 }
@@ -63,7 +59,7 @@ pub(super) async fn catalog(app: &App, caller: &Caller, uri: &Uri) -> Result {
     let mut repos = Vec::with_capacity(n.min(MAX_PAGE));
     let mut cursor = last;
     while repos.len() < n {
-        let batch = app.meta.list_repos(cursor.as_deref(), MAX_PAGE).await?;
+        let batch = app.service.repositories(cursor.as_deref(), MAX_PAGE).await?;
         let Some(end) = batch.last().cloned() else {
             break;
         };
@@ -101,7 +97,7 @@ pub(super) async fn referrers(app: &App, name: &RepoName, digest: &str, uri: &Ur
     let digest: Digest = digest.parse()?;
     let q = query(uri);
     let filter = param(&q, "artifactType").filter(|a| !a.is_empty());
-    let list = app.meta.referrers(name, &digest, filter).await?;
+    let list = app.service.referrers(name, &digest, filter).await?;
     let body = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": media::OCI_INDEX,

@@ -7,11 +7,10 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt as _;
 use pier_oci::{Digest, ErrorCode, Reference, RepoName, Tag};
 
-use super::{App, Result, blobs, body_stream, drain, header_str, query};
-use crate::error::{self, ApiError, DeleteTarget};
+use super::{App, Result, body_stream, drain, header_str, query};
+use crate::error::ApiError;
 use crate::limits::{MAX_MANIFEST_BYTES, MAX_MANIFEST_DRAIN};
-use crate::manifest;
-use crate::storage::{ManifestRecord, Stored};
+use crate::service::ManifestPush;
 
 const DOCKER_CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
 const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
@@ -22,12 +21,7 @@ fn digest_header(d: &Digest) -> HeaderValue {
 }
 
 pub(super) async fn get(app: &App, name: &RepoName, reference: &str, head: bool) -> Result {
-    let reference: Reference = reference.parse()?;
-    let record = app
-        .meta
-        .get_manifest(name, &reference)
-        .await?
-        .ok_or_else(|| ApiError::code(ErrorCode::ManifestUnknown))?;
+    let record = app.service.manifest(name, &reference.parse()?).await?;
     let mut h = HeaderMap::new();
     h.insert(
         header::CONTENT_TYPE,
@@ -86,76 +80,33 @@ pub(super) async fn put(
 ) -> Result {
     let reference: Reference = reference.parse()?;
     // Spec 1.1: a push by digest may name tags as `?tag=` parameters, applied atomically.
-    let mut tags: Vec<Tag> = query(uri)
+    let tags: Vec<Tag> = query(uri)
         .into_iter()
         .filter(|(k, _)| k == "tag")
         .map(|(_, v)| v.parse::<Tag>())
         .collect::<std::result::Result<_, _>>()?;
-    if let Reference::Tag(t) = &reference {
-        tags.push(t.clone());
-    }
     let bytes = read_limited(headers, body).await?;
-    let digest = match &reference {
-        Reference::Digest(claimed) => {
-            let actual = claimed.same_algorithm_of(&bytes);
-            if actual != *claimed {
-                return Err(ApiError::code(ErrorCode::DigestInvalid)
-                    .message(format!("manifest content has digest {actual}, not {claimed}")));
-            }
-            actual
-        }
-        Reference::Tag(_) => Digest::sha256_of(&bytes),
-    };
-    let content_type = header_str(headers, header::CONTENT_TYPE).unwrap_or("");
-    let info = manifest::parse(content_type, &bytes)?;
-
-    // Everything referenced must already be here, so a reader following this manifest
-    // never meets a dangling reference.
-    // (Checked here for the blob bytes and a precise message; the store checks the links
-    // and children again in the step that stores, against a concurrent delete.)
-    for blob in &info.blobs {
-        if blobs::existing(app, name, blob).await?.is_none() {
-            return Err(missing(name, "blob", blob));
-        }
-    }
-    for child in &info.children {
-        let r = Reference::Digest(child.clone());
-        if app.meta.get_manifest(name, &r).await?.is_none() {
-            return Err(missing(name, "manifest", child));
-        }
-    }
-
-    let record = ManifestRecord {
-        digest: digest.clone(),
-        media_type: info.media_type,
+    let by_digest = matches!(reference, Reference::Digest(_));
+    let push = ManifestPush {
+        reference,
+        tags,
+        media_type: header_str(headers, header::CONTENT_TYPE).unwrap_or("").to_owned(),
         bytes,
-        blobs: info.blobs,
-        children: info.children,
-        subject: info.subject,
-        artifact_type: info.artifact_type,
-        annotations: info.annotations,
     };
-    if let Stored::Missing(d) = app.meta.put_manifest(name, &record, &tags).await? {
-        let what = if record.children.contains(&d) {
-            "manifest"
-        } else {
-            "blob"
-        };
-        return Err(missing(name, what, &d));
-    }
-
+    let pushed = app.service.put_manifest(name, push).await?;
+    let digest = &pushed.digest;
     let mut h = HeaderMap::new();
     h.insert(
         header::LOCATION,
         HeaderValue::from_str(&format!("/v2/{name}/manifests/{digest}")).expect("location"),
     );
-    h.insert(DOCKER_CONTENT_DIGEST, digest_header(&digest));
+    h.insert(DOCKER_CONTENT_DIGEST, digest_header(digest));
     h.insert(header::CONTENT_LENGTH, 0.into());
-    if let Some(s) = &record.subject {
+    if let Some(s) = &pushed.subject {
         h.insert(OCI_SUBJECT, digest_header(s));
     }
-    if matches!(reference, Reference::Digest(_)) {
-        for t in &tags {
+    if by_digest {
+        for t in &pushed.tags {
             h.append(
                 OCI_TAG,
                 HeaderValue::from_str(t.as_str()).expect("tags are valid header values"),
@@ -165,24 +116,7 @@ pub(super) async fn put(
     Ok((StatusCode::CREATED, h).into_response())
 }
 
-/// A reference the pushed manifest makes to something not in the repository.
-fn missing(name: &RepoName, what: &str, d: &Digest) -> ApiError {
-    ApiError::code(ErrorCode::ManifestBlobUnknown)
-        .message(format!("{what} {d} is not in repository {name}"))
-        .detail(serde_json::json!({ "digest": d.to_string() }))
-}
-
 pub(super) async fn delete(app: &App, name: &RepoName, reference: &str) -> Result {
-    match reference.parse()? {
-        Reference::Tag(t) => {
-            if !app.meta.delete_tag(name, &t).await? {
-                return Err(ApiError::code(ErrorCode::ManifestUnknown));
-            }
-        }
-        Reference::Digest(d) => {
-            let outcome = app.meta.delete_manifest(name, &d).await?;
-            error::deletion(outcome, DeleteTarget::Manifest(&d))?;
-        }
-    }
+    app.service.delete_manifest(name, &reference.parse()?).await?;
     Ok(StatusCode::ACCEPTED.into_response())
 }

@@ -22,15 +22,14 @@ use pier_oci::{ErrorCode, Reference, RepoName};
 use crate::auth::{Action, Auth, Caller, Subject, Via};
 use crate::error::ApiError;
 use crate::metrics::RouteKind;
-use crate::storage::{AuditAction, BlobStore, ByteStream, MetaStore, Outcome};
+use crate::service::Service;
+use crate::storage::{AuditAction, ByteStream, Outcome};
 
-/// Shared state of the handlers: the stores and access control.
+/// Shared state of the handlers: the registry's operations and access control.
 #[derive(Clone)]
 pub struct App {
-    /// Blob bytes.
-    pub blobs: Arc<dyn BlobStore>,
-    /// Registry metadata.
-    pub meta: Arc<dyn MetaStore>,
+    /// The registry's operations.
+    pub service: Service,
     /// Who may do what, and the audit log.
     pub auth: Arc<Auth>,
 }

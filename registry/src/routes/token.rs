@@ -76,7 +76,7 @@ async fn answer(app: &App, caller: &Caller, scopes: Vec<Scope>) -> Result {
         e.project = a.name.split_once('/').map(|(p, _)| p.to_owned());
     }
     app.auth.audit().record(e).await;
-    let issued_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let issued_at = pier_oci::time::rfc3339(pier_oci::time::now_secs());
     let body = serde_json::json!({
         "token": jwt,
         "access_token": jwt,

@@ -6,11 +6,12 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use pier_oci::{Digest, ErrorCode, RepoName};
 
-use super::{App, Result, blobs, body_stream, header_str, param, query, upload_range};
+use super::{App, Result, body_stream, header_str, param, query, upload_range};
 use crate::auth::{Action, Caller};
 use crate::error::ApiError;
 use crate::limits::DRAIN_LIMIT;
-use crate::storage::{BlobError, ByteStream, UploadId, UploadRecord};
+use crate::service::Upload;
+use crate::storage::{ByteStream, UploadId};
 
 fn upload_location(name: &RepoName, id: UploadId) -> String {
     format!("/v2/{name}/blobs/uploads/{id}")
@@ -45,38 +46,9 @@ fn blob_created(name: &RepoName, digest: &Digest) -> Response {
 }
 
 /// The session named in the URL, which must belong to this repository.
-async fn session(app: &App, name: &RepoName, id: &str) -> Result<UploadId> {
-    let unknown = || ApiError::code(ErrorCode::BlobUploadUnknown);
-    let id: UploadId = id.parse().map_err(|_| unknown())?;
-    match app.meta.get_upload(id).await? {
-        Some(r) if r.repo == name.as_str() => Ok(id),
-        _ => Err(unknown()),
-    }
-}
-
-async fn open_session(app: &App, name: &RepoName) -> Result<UploadId> {
-    let id = app.blobs.create_upload().await?;
-    let started = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let record = UploadRecord {
-        repo: name.to_string(),
-        started,
-    };
-    app.meta.create_upload(id, &record).await?;
-    Ok(id)
-}
-
-/// Verify and store the session's bytes, link the blob, close the session. On a digest
-/// mismatch the session is gone and nothing was stored.
-async fn commit(app: &App, name: &RepoName, id: UploadId, digest: &Digest) -> Result {
-    let committed = app.blobs.commit(id, digest).await;
-    // Whatever the outcome, the session is spent: the bytes are stored or discarded.
-    app.meta.delete_upload(id).await?;
-    committed?;
-    app.meta.link_blob(name, digest).await?;
-    Ok(blob_created(name, digest))
+async fn session(app: &App, name: &RepoName, id: &str) -> Result<Upload> {
+    let id: UploadId = id.parse().map_err(|_| ApiError::code(ErrorCode::BlobUploadUnknown))?;
+    Ok(app.service.upload(name, id).await?)
 }
 
 fn digest_param(q: &[(String, String)]) -> Result<Option<Digest>> {
@@ -134,14 +106,13 @@ async fn start_upload(app: &App, caller: &Caller, name: &RepoName, uri: &Uri, bo
         // is not there, so a mount never reveals what another project holds.
         if let Some(from) = param(&q, "from").and_then(|f| f.parse::<RepoName>().ok())
             && app.auth.check(caller, &from, Action::MountFrom).await.is_ok()
-            && blobs::existing(app, &from, &digest).await?.is_some()
+            && app.service.mount_blob(name, &from, &digest).await?
         {
-            app.meta.link_blob(name, &digest).await?;
             return Ok(blob_created(name, &digest));
         }
         // Spec: when the mount cannot happen, fall back to an ordinary upload session.
-        let id = open_session(app, name).await?;
-        return Ok(session_response(StatusCode::ACCEPTED, name, id, 0));
+        let upload = app.service.start_upload(name).await?;
+        return Ok(session_response(StatusCode::ACCEPTED, name, upload.id(), 0));
     }
     if let Some(alg) = param(&q, "digest-algorithm")
         && !matches!(alg, "sha256" | "sha512")
@@ -150,27 +121,16 @@ async fn start_upload(app: &App, caller: &Caller, name: &RepoName, uri: &Uri, bo
             "digest algorithm {alg:?} is not supported (sha256, sha512 are)"
         )));
     }
-    let digest = digest_param(&q)?;
-    let id = open_session(app, name).await?;
-    match digest {
+    match digest_param(&q)? {
         // Monolithic upload: POST ?digest= with the whole blob as the body.
         Some(digest) => {
-            append(app, id, None, body).await?;
-            commit(app, name, id, &digest).await
+            app.service.upload_whole(name, &digest, body).await?;
+            Ok(blob_created(name, &digest))
         }
-        None => Ok(session_response(StatusCode::ACCEPTED, name, id, 0)),
-    }
-}
-
-async fn append(app: &App, id: UploadId, at: Option<u64>, body: &mut ByteStream) -> Result<u64> {
-    match app.blobs.append(id, at, body).await {
-        Ok(size) => Ok(size),
-        Err(e @ (BlobError::NoSpace | BlobError::Io(_))) => {
-            // The store dropped the session's bytes; drop the record too.
-            app.meta.delete_upload(id).await?;
-            Err(e.into())
+        None => {
+            let upload = app.service.start_upload(name).await?;
+            Ok(session_response(StatusCode::ACCEPTED, name, upload.id(), 0))
         }
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -193,9 +153,9 @@ pub(super) async fn patch(app: &App, name: &RepoName, id: &str, headers: &Header
 }
 
 async fn patch_chunk(app: &App, name: &RepoName, id: &str, headers: &HeaderMap, body: &mut ByteStream) -> Result {
-    let id = session(app, name, id).await?;
-    let size = append(app, id, chunk_start(headers)?, body).await?;
-    Ok(session_response(StatusCode::ACCEPTED, name, id, size))
+    let upload = session(app, name, id).await?;
+    let size = app.service.append(&upload, chunk_start(headers)?, body).await?;
+    Ok(session_response(StatusCode::ACCEPTED, name, upload.id(), size))
 }
 
 pub(super) async fn finish(app: &App, name: &RepoName, id: &str, uri: &Uri, headers: &HeaderMap, body: Body) -> Result {
@@ -212,26 +172,23 @@ async fn finish_upload(
     headers: &HeaderMap,
     body: &mut ByteStream,
 ) -> Result {
-    let id = session(app, name, id).await?;
+    let upload = session(app, name, id).await?;
     let digest = digest_param(&query(uri))?
         .ok_or_else(|| ApiError::code(ErrorCode::DigestInvalid).message("the digest query parameter is required"))?;
     // The final chunk may come with the PUT; an empty body appends nothing.
-    append(app, id, chunk_start(headers)?, body).await?;
-    commit(app, name, id, &digest).await
+    app.service.append(&upload, chunk_start(headers)?, body).await?;
+    app.service.finish_upload(name, upload, &digest).await?;
+    Ok(blob_created(name, &digest))
 }
 
 pub(super) async fn status(app: &App, name: &RepoName, id: &str) -> Result {
-    let id = session(app, name, id).await?;
-    let size = app.blobs.upload_size(id).await?;
-    Ok(session_response(StatusCode::NO_CONTENT, name, id, size))
+    let upload = session(app, name, id).await?;
+    let size = app.service.upload_size(&upload).await?;
+    Ok(session_response(StatusCode::NO_CONTENT, name, upload.id(), size))
 }
 
 pub(super) async fn cancel(app: &App, name: &RepoName, id: &str) -> Result {
-    let id = session(app, name, id).await?;
-    let aborted = app.blobs.abort(id).await;
-    app.meta.delete_upload(id).await?;
-    match aborted {
-        Ok(()) | Err(BlobError::UploadUnknown) => Ok(StatusCode::NO_CONTENT.into_response()),
-        Err(e) => Err(e.into()),
-    }
+    let upload = session(app, name, id).await?;
+    app.service.cancel_upload(upload).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

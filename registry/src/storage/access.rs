@@ -82,9 +82,9 @@ pub enum SetMember {
 
 /// Users, projects, members and robots.
 ///
-/// Contract (checked by the conformance suite in `storage/tests.rs`): every mutating call is
-/// atomic and durable when it returns; deleting a user removes their memberships, deleting a
-/// project removes its members and robots.
+/// Contract (checked by the conformance suite, `storage::testing` with the `testing`
+/// feature): every mutating call is atomic and durable when it returns; deleting a user
+/// removes their memberships, deleting a project removes its members and robots.
 #[async_trait]
 pub trait AccessStore: Send + Sync + 'static {
     /// A user by name.

@@ -151,9 +151,10 @@ pub struct Purged {
 
 /// An append-only event log.
 ///
-/// Contract (checked by the conformance suite in `storage/tests.rs`): ids increase in append
-/// order; appended events are durable once `flush` returns; nothing but `purge_before` and
-/// `purge_to_size` removes an event, and both remove the oldest first.
+/// Contract (checked by the conformance suite, `storage::testing` with the `testing`
+/// feature): ids increase in append order; appended events are durable once `flush`
+/// returns; nothing but `purge_before` and `purge_to_size` removes an event, and both
+/// remove the oldest first.
 #[async_trait]
 pub trait AuditLog: Send + Sync + 'static {
     /// Append events in order.

@@ -11,6 +11,8 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use pier_oci::Digest;
 
+use super::BoxError;
+
 /// A stream of body bytes, in or out.
 pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
 
@@ -94,9 +96,18 @@ pub enum BlobError {
     /// No space left on the device. The session is gone, nothing else changed.
     #[error("no space left on the blob store")]
     NoSpace,
-    /// Any other I/O failure.
+    /// The store cannot answer right now (connection lost, timed out, throttled, shutting
+    /// down): the same call may succeed later. A session is kept, holding what it held
+    /// before the call or part of the body (its size says where to resume).
+    #[error("blob store unavailable: {0}")]
+    Unavailable(#[source] BoxError),
+    /// A local I/O failure. A session it hit is gone.
     #[error("blob store I/O: {0}")]
     Io(#[from] io::Error),
+    /// Any other failure that retrying will not mend (a remote store refusing the request).
+    /// A session it hit is gone.
+    #[error("blob store failed: {0}")]
+    Failed(#[source] BoxError),
 }
 
 impl BlobError {
@@ -107,6 +118,21 @@ impl BlobError {
         } else {
             BlobError::Io(e)
         }
+    }
+
+    /// [`BlobError::Unavailable`] from any error.
+    pub fn unavailable(e: impl Into<BoxError>) -> BlobError {
+        BlobError::Unavailable(e.into())
+    }
+
+    /// [`BlobError::Failed`] from any error.
+    pub fn failed(e: impl Into<BoxError>) -> BlobError {
+        BlobError::Failed(e.into())
+    }
+
+    /// Whether the same call may succeed if tried again later.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, BlobError::Unavailable(_))
     }
 }
 
@@ -121,12 +147,16 @@ pub struct BlobUsage {
 
 /// Content-addressed blob storage with resumable upload sessions.
 ///
-/// Contract (checked by the conformance suite in `storage/tests.rs`):
+/// Contract (checked by the conformance suite, `storage::testing` with the `testing`
+/// feature):
 /// - a blob becomes readable only once complete and verified; partial data is never served;
 /// - `commit` verifies the claimed digest; on mismatch the session is removed and nothing
 ///   is stored;
 /// - sessions survive a restart of the process;
-/// - a body that fails mid-way keeps what arrived, so the client can resume.
+/// - a body that fails mid-way keeps what arrived, so the client can resume;
+/// - a store failure in `append` or `commit` ([`BlobError::NoSpace`], [`BlobError::Io`],
+///   [`BlobError::Failed`]) removes the session, while [`BlobError::Unavailable`] keeps it,
+///   so the caller knows whether the session's record must go too.
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
     /// Size of a stored blob, or `None`.

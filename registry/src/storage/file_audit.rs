@@ -52,8 +52,13 @@ pub struct FileAuditLog {
     state: Arc<Mutex<State>>,
 }
 
+/// An I/O failure of the log's files, named as such in the error chain.
+#[derive(Debug, thiserror::Error)]
+#[error("audit log: {0}")]
+struct AuditIo(#[source] io::Error);
+
 fn io_err(e: io::Error) -> MetaError {
-    MetaError::Engine(format!("audit log: {e}"))
+    MetaError::failed(AuditIo(e))
 }
 
 /// Segments, oldest first, as (first id, path).
@@ -142,7 +147,7 @@ impl FileAuditLog {
         let state = self.state.clone();
         tokio::task::spawn_blocking(move || f(&mut state.lock().expect("audit log lock")))
             .await
-            .map_err(|e| MetaError::Engine(e.to_string()))?
+            .map_err(MetaError::from_join)?
             .map_err(io_err)
     }
 }

@@ -7,17 +7,50 @@ use bytes::Bytes;
 use pier_oci::{Digest, Reference, RepoName, Tag};
 use serde::{Deserialize, Serialize};
 
+use super::BoxError;
 use super::blob::UploadId;
 
-/// What can go wrong in a metadata store.
+/// What can go wrong in a metadata, access or audit store. Something that is not there is
+/// not an error: each call answers it in its result (`None`, `false`, [`Deletion::NotFound`]).
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
-    /// The engine failed.
-    #[error("metadata store: {0}")]
-    Engine(String),
+    /// The store cannot answer right now (connection lost, timed out, throttled, shutting
+    /// down): the same call may succeed later. A write may or may not have taken effect.
+    #[error("store unavailable: {0}")]
+    Unavailable(#[source] BoxError),
+    /// The store failed in a way that retrying will not mend (an engine or I/O error).
+    #[error("store failed: {0}")]
+    Failed(#[source] BoxError),
     /// Stored data could not be decoded (corruption or a schema from another version).
     #[error("metadata store holds undecodable data: {0}")]
     Corrupt(String),
+}
+
+impl MetaError {
+    /// [`MetaError::Unavailable`] from any error.
+    pub fn unavailable(e: impl Into<BoxError>) -> MetaError {
+        MetaError::Unavailable(e.into())
+    }
+
+    /// [`MetaError::Failed`] from any error.
+    pub fn failed(e: impl Into<BoxError>) -> MetaError {
+        MetaError::Failed(e.into())
+    }
+
+    /// Whether the same call may succeed if tried again later.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, MetaError::Unavailable(_))
+    }
+
+    /// A blocking task that did not finish: cancelled because the runtime is shutting down
+    /// (worth retrying elsewhere or later), or panicked (not).
+    pub(crate) fn from_join(e: tokio::task::JoinError) -> MetaError {
+        if e.is_cancelled() {
+            MetaError::unavailable(e)
+        } else {
+            MetaError::failed(e)
+        }
+    }
 }
 
 /// A stored manifest: its exact bytes plus what the registry extracted from them.
@@ -90,6 +123,27 @@ pub enum Deletion {
     },
 }
 
+/// What a delete would remove, for the walk that refuses it while tagged content
+/// references it.
+#[derive(Clone, Copy)]
+pub(crate) enum Target<'a> {
+    /// A blob: referenced when a reachable manifest lists it as config or layer.
+    Blob(&'a Digest),
+    /// A manifest: referenced when a reachable index lists it as a child. A tag naming it
+    /// directly does not count: deleting a manifest deletes its tags (as distribution does).
+    Manifest(&'a Digest),
+}
+
+impl Target<'_> {
+    /// Whether a manifest listing `blobs` and `children` references the target directly.
+    pub(crate) fn hit(self, blobs: &[Digest], children: &[Digest]) -> bool {
+        match self {
+            Target::Blob(b) => blobs.contains(b),
+            Target::Manifest(m) => children.contains(m),
+        }
+    }
+}
+
 /// What storing a manifest did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Stored {
@@ -111,9 +165,9 @@ pub struct UploadRecord {
 
 /// Domain operations on registry metadata.
 ///
-/// Contract (checked by the conformance suite in `storage/tests.rs`): every mutating call
-/// is atomic and durable when it returns, so a crash right after never loses an answered
-/// write and never leaves half of one.
+/// Contract (checked by the conformance suite, `storage::testing` with the `testing`
+/// feature): every mutating call is atomic and durable when it returns, so a crash right
+/// after never loses an answered write and never leaves half of one.
 #[async_trait]
 pub trait MetaStore: Send + Sync + 'static {
     /// Make a stored blob visible in a repository (after a push or a mount).

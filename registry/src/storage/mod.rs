@@ -4,7 +4,9 @@
 //! the registry knows about them (repositories, tags, manifests, referrers, upload
 //! sessions); [`AccessStore`] holds who may do what, [`AuditLog`] what they did. Handlers
 //! use only the traits, so another backend (an S3-compatible blob store, another metadata
-//! engine) plugs in without touching the HTTP layer.
+//! engine) plugs in without touching the HTTP layer. The in-memory backends
+//! ([`MemoryBlobStore`] and the others) hold nothing on disk; the conformance suites every
+//! backend must pass are `storage::testing`, public with the `testing` feature.
 
 mod access;
 mod audit;
@@ -13,10 +15,13 @@ mod cached_access;
 mod file_audit;
 mod fs;
 mod keys;
+mod memory;
 mod meta;
 mod sled_access;
 mod sled_meta;
 mod sled_run;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 
@@ -26,9 +31,14 @@ pub use blob::{BlobError, BlobStore, BlobUsage, ByteStream, UploadId};
 pub use cached_access::CachedAccess;
 pub use file_audit::FileAuditLog;
 pub use fs::FsBlobStore;
+pub use memory::{MemoryAccessStore, MemoryAuditLog, MemoryBlobStore, MemoryMetaStore};
 pub use meta::{Deletion, ManifestRecord, MetaError, MetaStore, Referrer, Stored, UploadRecord};
 pub use sled_access::SledAccessStore;
 pub use sled_meta::SledMetaStore;
+
+/// The cause a backend attaches to [`MetaError`] or [`BlobError`]: any error, so its own
+/// chain of sources is kept.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Create `dir` (and missing parents) readable by its owner only; an existing one is left
 /// as it is. What pier stores — password and secret hashes, audit records, private

@@ -13,7 +13,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use super::blob::UploadId;
 use super::keys::{self, key, prefix};
-use super::meta::{Deletion, ManifestRecord, MetaError, MetaStore, Referrer, Stored, UploadRecord};
+use super::meta::{Deletion, ManifestRecord, MetaError, MetaStore, Referrer, Stored, Target, UploadRecord};
 use crate::limits::{META_CACHE_BYTES, META_WRITE_STRIPES};
 
 struct Trees {
@@ -71,11 +71,7 @@ impl Trees {
                     continue;
                 };
                 let (blobs, children) = keys::decode_refs(&d, &v)?;
-                let hit = match target {
-                    Target::Blob(b) => blobs.contains(b),
-                    Target::Manifest(m) => children.contains(m),
-                };
-                if hit {
+                if target.hit(&blobs, &children) {
                     return Ok(Some((d, keys::last_component(&tag_key)?)));
                 }
                 stack.extend(children.iter().map(|c| c.to_string().into_bytes()));
@@ -83,16 +79,6 @@ impl Trees {
         }
         Ok(None)
     }
-}
-
-/// What a delete would remove, for [`Trees::referenced_by`].
-#[derive(Clone, Copy)]
-enum Target<'a> {
-    /// A blob: referenced when a reachable manifest lists it as config or layer.
-    Blob(&'a Digest),
-    /// A manifest: referenced when a reachable index lists it as a child. A tag naming it
-    /// directly does not count: deleting a manifest deletes its tags (as distribution does).
-    Manifest(&'a Digest),
 }
 
 /// Metadata in a sled database.

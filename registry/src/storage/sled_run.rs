@@ -10,8 +10,13 @@ pub trait Trees: Send + Sync + 'static {
     fn db(&self) -> &sled::Db;
 }
 
+/// A sled failure: corruption it detected is [`MetaError::Corrupt`], anything else (I/O, a
+/// bug it reports) [`MetaError::Failed`]. An embedded engine is never merely unavailable.
 pub fn engine(e: sled::Error) -> MetaError {
-    MetaError::Engine(e.to_string())
+    match e {
+        sled::Error::Corruption { .. } => MetaError::Corrupt(e.to_string()),
+        e => MetaError::failed(e),
+    }
 }
 
 /// Run blocking engine work off the async runtime.
@@ -22,7 +27,7 @@ pub async fn run<S: Trees, T: Send + 'static>(
     let t = trees.clone();
     tokio::task::spawn_blocking(move || f(&t))
         .await
-        .map_err(|e| MetaError::Engine(e.to_string()))?
+        .map_err(MetaError::from_join)?
 }
 
 /// Like [`run`], then flush so the change is durable before the caller answers.

@@ -68,6 +68,12 @@ impl Reg {
     pub async fn open_with(dir: tempfile::TempDir, mut config: pier_registry::RegistryConfig) -> Reg {
         config.auth.admin_password = Some(ADMIN_PASSWORD.into());
         let registry = pier_registry::Registry::open_with(dir.path(), config).await.unwrap();
+        Reg::with_registry(registry, dir).await
+    }
+
+    /// A registry built by the test (its admin's password must be the tests' one), with
+    /// project `t`.
+    pub async fn with_registry(registry: pier_registry::Registry, dir: tempfile::TempDir) -> Reg {
         let r = Reg {
             router: registry.router(),
             registry,
@@ -164,6 +170,66 @@ impl Reg {
         let r = self.put_manifest(repo, tag, media::OCI_MANIFEST, &m).await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
         m
+    }
+}
+
+/// The management API, as anyone or as the admin.
+impl Reg {
+    pub async fn api(&self, method: Method, path: &str, auth: &str, body: Value) -> Resp {
+        let body = if body.is_null() {
+            Body::empty()
+        } else {
+            Body::from(body.to_string())
+        };
+        self.req(method, &format!("/api/v1{path}"), &[("authorization", auth)], body)
+            .await
+    }
+
+    pub async fn admin(&self, method: Method, path: &str, body: Value) -> Resp {
+        let r = self.api(method, path, &basic("admin", ADMIN_PASSWORD), body).await;
+        assert!(r.status.is_success(), "{path}: {} {:?}", r.status, r.body);
+        r
+    }
+
+    /// A user with a role in a project (created when missing).
+    pub async fn user(&self, name: &str, project: &str, role: &str) -> String {
+        let pw = format!("{name}-password");
+        let r = self
+            .api(
+                Method::POST,
+                "/users",
+                &basic("admin", ADMIN_PASSWORD),
+                json!({ "name": name, "password": pw }),
+            )
+            .await;
+        assert!(r.status == StatusCode::CREATED || r.status == StatusCode::CONFLICT);
+        self.admin(
+            Method::POST,
+            &format!("/projects/{project}/members"),
+            json!({ "user": name, "role": role }),
+        )
+        .await;
+        basic(name, &pw)
+    }
+
+    pub async fn robot(&self, project: &str, name: &str, perms: &[&str]) -> (String, String) {
+        let r = self
+            .admin(
+                Method::POST,
+                &format!("/projects/{project}/robots"),
+                json!({ "name": name, "permissions": perms }),
+            )
+            .await
+            .json();
+        (
+            r["name"].as_str().unwrap().to_owned(),
+            r["secret"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    pub async fn project(&self, name: &str, public: bool) {
+        self.admin(Method::POST, "/projects", json!({ "name": name, "public": public }))
+            .await;
     }
 }
 
