@@ -300,27 +300,35 @@ impl Writer {
                     max,
                     "audit log over its size cap; oldest events dropped"
                 );
-                self.append(vec![AuditEvent {
-                    time: super::now(),
-                    actor: "pier".into(),
-                    actor_kind: ActorKind::Anonymous,
-                    action: AuditAction::AuditPurged,
-                    project: None,
-                    repository: None,
-                    reference: None,
-                    digest: None,
-                    target: None,
-                    client: "local".into(),
-                    result: Outcome::Success,
-                    detail: Some(format!(
+                self.append(vec![pier_event(
+                    AuditAction::AuditPurged,
+                    format!(
                         "dropped the {} oldest events ({} bytes) to keep the audit log under {max} bytes",
                         p.events, p.bytes
-                    )),
-                }])
+                    ),
+                )])
                 .await;
             }
             Err(e) => tracing::error!(error = %e, "cannot cap the audit log"),
         }
+    }
+}
+
+/// An event of pier's own doing, about the log itself.
+fn pier_event(action: AuditAction, detail: String) -> AuditEvent {
+    AuditEvent {
+        time: super::now(),
+        actor: "pier".into(),
+        actor_kind: ActorKind::Anonymous,
+        action,
+        project: None,
+        repository: None,
+        reference: None,
+        digest: None,
+        target: None,
+        client: "local".into(),
+        result: Outcome::Success,
+        detail: Some(detail),
     }
 }
 
@@ -365,23 +373,6 @@ mod tests {
         }
     }
 
-    fn push_event() -> AuditEvent {
-        AuditEvent {
-            time: 0,
-            actor: "admin".into(),
-            actor_kind: ActorKind::User,
-            action: AuditAction::Push,
-            project: None,
-            repository: None,
-            reference: None,
-            digest: None,
-            target: None,
-            client: "local".into(),
-            result: Outcome::Success,
-            detail: None,
-        }
-    }
-
     async fn settles(sink: &AuditSink, want: usize) {
         for _ in 0..500 {
             if sink.queued() == want {
@@ -397,11 +388,11 @@ mod tests {
         let log = Arc::new(Stuck(tokio::sync::Semaphore::new(0)));
         let sink = AuditSink::new(log.clone(), 0, 0);
         assert_eq!(sink.queued(), 0, "before the writer starts");
-        sink.record(push_event()).await;
+        sink.record(pier_event(AuditAction::Push, "queued".into())).await;
         // The writer takes the first event and waits in `append`; the next ones queue.
         settles(&sink, 0).await;
         for _ in 0..3 {
-            sink.record(push_event()).await;
+            sink.record(pier_event(AuditAction::Push, "queued".into())).await;
         }
         assert_eq!(sink.queued(), 3);
         log.0.add_permits(2);

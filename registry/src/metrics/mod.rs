@@ -210,27 +210,21 @@ async fn store_stats(s: &Scrape) -> StoreStats {
         return stats.clone();
     }
     let service = &s.app.service;
-    let blobs = service
-        .blob_store()
-        .usage()
-        .await
-        .inspect_err(|e| tracing::warn!("metrics: cannot count blobs: {e}"))
-        .ok()
-        .flatten();
-    let manifests = service
-        .meta_store()
-        .manifest_count()
-        .await
-        .inspect_err(|e| tracing::warn!("metrics: cannot count manifests: {e}"))
-        .ok()
-        .flatten();
     let stats = StoreStats {
         at: Instant::now(),
-        blobs,
-        manifests,
+        blobs: logged("blobs", service.blob_store().usage().await),
+        manifests: logged("manifests", service.meta_store().manifest_count().await),
     };
     *cached = Some(stats.clone());
     stats
+}
+
+/// A count, or `None` (its gauge left out) when the store cannot give it now.
+fn logged<T, E: fmt::Display>(what: &str, count: Result<Option<T>, E>) -> Option<T> {
+    count
+        .inspect_err(|e| tracing::warn!("metrics: cannot count {what}: {e}"))
+        .ok()
+        .flatten()
 }
 
 #[cfg(test)]
