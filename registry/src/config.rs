@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthConfig;
 use crate::limits;
+use crate::metrics::MetricsConfig;
 
 /// Where `pier serve` listens unless told otherwise.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 5000));
@@ -55,6 +56,8 @@ pub struct RegistryConfig {
     pub storage: StorageConfig,
     /// `[metadata]`: where registry metadata, accounts and the audit log are kept.
     pub metadata: MetadataConfig,
+    /// `[metrics]`: Prometheus metrics at `/metrics`.
+    pub metrics: MetricsConfig,
 }
 
 impl Default for RegistryConfig {
@@ -69,6 +72,7 @@ impl Default for RegistryConfig {
             connections: ConnectionLimits::default(),
             storage: StorageConfig::default(),
             metadata: MetadataConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -448,6 +452,20 @@ pub const KEYS: &[Key] = &[
         Kind::Text("NAME"),
         "where metadata, accounts and the audit log are kept: `sled` (under the data directory) or `memory` (lost at exit)",
     ),
+    Key::new(
+        "metrics.enabled",
+        "PIER_METRICS_ENABLED",
+        "metrics-enabled",
+        Kind::Bool,
+        "serve Prometheus metrics at `/metrics` (`false`: it answers `404`)",
+    ),
+    Key::env_only(
+        "metrics.token",
+        "PIER_METRICS_TOKEN",
+        Kind::Text("TOKEN"),
+        "bearer token that `/metrics` asks for (never a flag, so it never shows in `ps`)",
+    )
+    .note("none: open to all"),
 ];
 
 /// Where settings come from besides the defaults.

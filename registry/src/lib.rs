@@ -23,6 +23,7 @@ pub mod limits;
 mod log;
 pub mod management;
 mod manifest;
+mod metrics;
 mod routes;
 mod server;
 pub mod service;
@@ -41,6 +42,7 @@ pub use auth::{Auth, AuthConfig};
 pub use config::{ConnectionLimits, MetadataConfig, RegistryConfig, StorageConfig, UploadConfig};
 pub use error::ApiError;
 pub use extend::Context;
+pub use metrics::MetricsConfig;
 use routes::App;
 pub use service::Service;
 use storage::{BlobStore, MetaError, MetaStore};
@@ -83,6 +85,7 @@ pub struct Registry {
     app: App,
     config: Arc<RegistryConfig>,
     mounted: Vec<Router>,
+    metrics: Arc<metrics::Metrics>,
 }
 
 impl Registry {
@@ -150,6 +153,7 @@ impl Registry {
             },
             config: Arc::new(RegistryConfig::default()),
             mounted: Vec::new(),
+            metrics: Arc::new(metrics::Metrics::new()),
         }
     }
 
@@ -186,8 +190,8 @@ impl Registry {
         self
     }
 
-    /// The HTTP API: `/v2/…`, `/service/token`, `/api/v1/…` and `/healthz`, with the
-    /// mounted routes and the request log.
+    /// The HTTP API: `/v2/…`, `/service/token`, `/api/v1/…`, `/healthz` and `/metrics`
+    /// (unless turned off), with the mounted routes and the request log.
     pub fn router(&self) -> Router {
         let own = Router::new()
             .route("/healthz", get(|| async { "ok" }))
@@ -197,9 +201,8 @@ impl Registry {
             .route("/service/token", get(routes::token::get).post(routes::token::post))
             .nest("/api/v1", routes::api::router())
             .with_state(self.app.clone());
-        self.mounted
-            .iter()
-            .fold(own, |all, routes| all.merge(routes.clone()))
+        let all = self.mounted.iter().fold(own, |all, routes| all.merge(routes.clone()));
+        metrics::mount(all, &self.metrics, &self.config.metrics, &self.app)
             .layer(axum::middleware::from_fn(log::access_log))
     }
 

@@ -96,6 +96,9 @@ pub const MAX_USER_NAME: usize = 64;
 pub const MIN_PASSWORD_LEN: usize = 8;
 /// Largest JSON body of a management API request.
 pub const MAX_API_BODY: usize = 64 * 1024;
+/// How long `/metrics` reuses its count of blobs and manifests: counting visits every one
+/// of them, so a busy scraper pays for it at most once per this period.
+pub const STORE_STATS_MAX_AGE: Duration = Duration::from_secs(30);
 /// Audit events waiting to be written before recording ones wait.
 pub const AUDIT_QUEUE: usize = 16 * 1024;
 /// Most audit events written in one batch.

@@ -203,6 +203,11 @@ impl AuditSink {
         }
     }
 
+    /// Events queued and not yet handed to the log.
+    pub fn queued(&self) -> usize {
+        self.tx.get().map_or(0, |tx| tx.max_capacity() - tx.capacity())
+    }
+
     /// The log itself, for queries.
     pub fn log(&self) -> &dyn AuditLog {
         &*self.log
@@ -295,27 +300,35 @@ impl Writer {
                     max,
                     "audit log over its size cap; oldest events dropped"
                 );
-                self.append(vec![AuditEvent {
-                    time: super::now(),
-                    actor: "pier".into(),
-                    actor_kind: ActorKind::Anonymous,
-                    action: AuditAction::AuditPurged,
-                    project: None,
-                    repository: None,
-                    reference: None,
-                    digest: None,
-                    target: None,
-                    client: "local".into(),
-                    result: Outcome::Success,
-                    detail: Some(format!(
+                self.append(vec![pier_event(
+                    AuditAction::AuditPurged,
+                    format!(
                         "dropped the {} oldest events ({} bytes) to keep the audit log under {max} bytes",
                         p.events, p.bytes
-                    )),
-                }])
+                    ),
+                )])
                 .await;
             }
             Err(e) => tracing::error!(error = %e, "cannot cap the audit log"),
         }
+    }
+}
+
+/// An event of pier's own doing, about the log itself.
+fn pier_event(action: AuditAction, detail: String) -> AuditEvent {
+    AuditEvent {
+        time: super::now(),
+        actor: "pier".into(),
+        actor_kind: ActorKind::Anonymous,
+        action,
+        project: None,
+        repository: None,
+        reference: None,
+        digest: None,
+        target: None,
+        client: "local".into(),
+        result: Outcome::Success,
+        detail: Some(detail),
     }
 }
 
@@ -331,5 +344,58 @@ mod tests {
         let mut short = "abc".to_owned();
         bound(&mut short, AUDIT_FIELD_MAX);
         assert_eq!(short, "abc");
+    }
+
+    /// A log whose appends wait for a permit each.
+    struct Stuck(tokio::sync::Semaphore);
+
+    #[async_trait::async_trait]
+    impl AuditLog for Stuck {
+        async fn append(&self, _: Vec<AuditEvent>) -> Result<(), crate::storage::MetaError> {
+            self.0.acquire().await.expect("open").forget();
+            Ok(())
+        }
+        async fn query(
+            &self,
+            _: &crate::storage::AuditQuery,
+            _: usize,
+        ) -> Result<crate::storage::AuditPage, crate::storage::MetaError> {
+            unreachable!("not queried")
+        }
+        async fn purge_before(&self, _: u64) -> Result<usize, crate::storage::MetaError> {
+            Ok(0)
+        }
+        async fn purge_to_size(&self, _: u64) -> Result<crate::storage::Purged, crate::storage::MetaError> {
+            Ok(crate::storage::Purged { events: 0, bytes: 0 })
+        }
+        async fn flush(&self) -> Result<(), crate::storage::MetaError> {
+            Ok(())
+        }
+    }
+
+    async fn settles(sink: &AuditSink, want: usize) {
+        for _ in 0..500 {
+            if sink.queued() == want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        panic!("queue depth {} never became {want}", sink.queued());
+    }
+
+    #[tokio::test]
+    async fn queue_depth_counts_events_not_yet_taken_by_the_writer() {
+        let log = Arc::new(Stuck(tokio::sync::Semaphore::new(0)));
+        let sink = AuditSink::new(log.clone(), 0, 0);
+        assert_eq!(sink.queued(), 0, "before the writer starts");
+        sink.record(pier_event(AuditAction::Push, "queued".into())).await;
+        // The writer takes the first event and waits in `append`; the next ones queue.
+        settles(&sink, 0).await;
+        for _ in 0..3 {
+            sink.record(pier_event(AuditAction::Push, "queued".into())).await;
+        }
+        assert_eq!(sink.queued(), 3);
+        log.0.add_permits(2);
+        settles(&sink, 0).await;
     }
 }

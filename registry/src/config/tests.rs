@@ -120,6 +120,10 @@ backend = "fs"
 
 [metadata]
 backend = "sled"
+
+[metrics]
+enabled = false
+token = "scrape-token"
 "#,
     );
     assert_eq!(c.listen, "0.0.0.0:5001".parse().unwrap());
@@ -144,6 +148,15 @@ backend = "sled"
     );
     assert_eq!(c.storage, StorageConfig::Fs {});
     assert_eq!(c.metadata, MetadataConfig::Sled {});
+    assert!(!c.metrics.enabled);
+    assert_eq!(c.metrics.token.as_deref(), Some("scrape-token"));
+    assert!(
+        !toml::to_string(&c).unwrap().contains("scrape-token"),
+        "the token is never written out"
+    );
+    let from_env = load_with(None, &[("PIER_METRICS_TOKEN", "env-token")]).unwrap().config;
+    assert_eq!(from_env.metrics.token.as_deref(), Some("env-token"));
+    assert!(from_env.metrics.enabled);
     // Dotted keys are the same keys.
     assert_eq!(
         file("auth.token_ttl_secs = 60\n").auth.token_ttl,

@@ -21,6 +21,7 @@ use pier_oci::{ErrorCode, Reference, RepoName};
 
 use crate::auth::{Action, Auth, Caller, Subject, Via};
 use crate::error::ApiError;
+use crate::metrics::RouteKind;
 use crate::service::Service;
 use crate::storage::{AuditAction, ByteStream, Outcome};
 
@@ -53,43 +54,102 @@ enum Route {
     Referrers(RepoName, String),
 }
 
-impl Route {
-    /// Parse the path after `/v2/` (already percent-decoded).
-    fn parse(tail: &str) -> Result<Route> {
-        let name = |s: &str| RepoName::from_str(s).map_err(ApiError::from);
+/// A `/v2/` path split into its parts, not yet checked: the repository name and the last
+/// segment (reference, digest or upload id).
+enum Shape<'a> {
+    Base,
+    Catalog,
+    Tags(&'a str),
+    Manifest(&'a str, &'a str),
+    Blob(&'a str, &'a str),
+    UploadStart(&'a str),
+    Upload(&'a str, &'a str),
+    Referrers(&'a str, &'a str),
+}
+
+impl<'a> Shape<'a> {
+    /// Split the path after `/v2/` (already percent-decoded); `None` when it is no route.
+    fn of(tail: &'a str) -> Option<Shape<'a>> {
         // A reference, digest or upload id is one path segment.
         let leaf = |s: &str| !s.is_empty() && !s.contains('/');
         if tail.is_empty() {
-            return Ok(Route::Base);
+            return Some(Shape::Base);
         }
         if tail == "_catalog" {
-            return Ok(Route::Catalog);
+            return Some(Shape::Catalog);
         }
         if let Some(n) = tail.strip_suffix("/tags/list") {
-            return Ok(Route::Tags(name(n)?));
+            return Some(Shape::Tags(n));
         }
         if let Some(n) = tail
             .strip_suffix("/blobs/uploads")
             .or_else(|| tail.strip_suffix("/blobs/uploads/"))
         {
-            return Ok(Route::UploadStart(name(n)?));
+            return Some(Shape::UploadStart(n));
         }
         let split = |sep: &str| tail.rsplit_once(sep).filter(|(n, rest)| !n.is_empty() && leaf(rest));
         if let Some((n, id)) = split("/blobs/uploads/") {
-            return Ok(Route::Upload(name(n)?, id.to_owned()));
+            return Some(Shape::Upload(n, id));
         }
         if let Some((n, r)) = split("/manifests/") {
-            return Ok(Route::Manifest(name(n)?, r.to_owned()));
+            return Some(Shape::Manifest(n, r));
         }
         if let Some((n, d)) = split("/blobs/") {
-            return Ok(Route::Blob(name(n)?, d.to_owned()));
+            return Some(Shape::Blob(n, d));
         }
-        if let Some((n, d)) = split("/referrers/") {
-            return Ok(Route::Referrers(name(n)?, d.to_owned()));
+        split("/referrers/").map(|(n, d)| Shape::Referrers(n, d))
+    }
+
+    fn kind(&self) -> RouteKind {
+        match self {
+            Shape::Base => RouteKind::Base,
+            Shape::Catalog => RouteKind::Catalog,
+            Shape::Tags(_) => RouteKind::Tags,
+            Shape::Manifest(..) => RouteKind::Manifest,
+            Shape::Blob(..) => RouteKind::Blob,
+            Shape::UploadStart(_) | Shape::Upload(..) => RouteKind::Upload,
+            Shape::Referrers(..) => RouteKind::Referrers,
         }
-        Err(ApiError::code(ErrorCode::Unsupported)
-            .status(StatusCode::NOT_FOUND)
-            .message(format!("no such endpoint: /v2/{tail}")))
+    }
+}
+
+/// The path after `/v2/`, percent-decoded; `None` outside `/v2`.
+fn v2_tail(path: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let raw = match path.strip_prefix("/v2")? {
+        "" => "",
+        rest => rest.strip_prefix('/')?,
+    };
+    // Some clients escape the ':' of digests.
+    Some(percent_encoding::percent_decode_str(raw).decode_utf8_lossy())
+}
+
+/// What a `/v2/` path is for, by the same parse as the handler's but without checking the
+/// repository name (nor allocating): the label of its request in the metrics, which must
+/// never carry the name itself. `None` outside `/v2`; `Other` for a path that is no route.
+pub(crate) fn v2_kind(path: &str) -> Option<RouteKind> {
+    let tail = v2_tail(path)?;
+    Some(Shape::of(&tail).map_or(RouteKind::Other, |s| s.kind()))
+}
+
+impl Route {
+    /// Parse the path after `/v2/` (already percent-decoded).
+    fn parse(tail: &str) -> Result<Route> {
+        let name = |s: &str| RepoName::from_str(s).map_err(ApiError::from);
+        let Some(shape) = Shape::of(tail) else {
+            return Err(ApiError::code(ErrorCode::Unsupported)
+                .status(StatusCode::NOT_FOUND)
+                .message(format!("no such endpoint: /v2/{tail}")));
+        };
+        Ok(match shape {
+            Shape::Base => Route::Base,
+            Shape::Catalog => Route::Catalog,
+            Shape::Tags(n) => Route::Tags(name(n)?),
+            Shape::Manifest(n, r) => Route::Manifest(name(n)?, r.to_owned()),
+            Shape::Blob(n, d) => Route::Blob(name(n)?, d.to_owned()),
+            Shape::UploadStart(n) => Route::UploadStart(name(n)?),
+            Shape::Upload(n, id) => Route::Upload(name(n)?, id.to_owned()),
+            Shape::Referrers(n, d) => Route::Referrers(name(n)?, d.to_owned()),
+        })
     }
 }
 
@@ -151,10 +211,7 @@ fn audited(route: &Route, m: &Method, action: Action) -> Option<AuditAction> {
 /// The single handler behind `/v2/` and `/v2/{*rest}`.
 pub async fn dispatch(State(app): State<App>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let raw_tail = parts.uri.path().strip_prefix("/v2").unwrap_or("");
-    let raw_tail = raw_tail.strip_prefix('/').unwrap_or(raw_tail);
-    // Some clients escape the ':' of digests.
-    let tail = percent_encoding::percent_decode_str(raw_tail).decode_utf8_lossy();
+    let tail = v2_tail(parts.uri.path()).unwrap_or_default();
     let m = &parts.method;
     let caller = match app
         .auth
@@ -339,5 +396,24 @@ mod tests {
         assert!(Route::parse("A/manifests/v1").is_err());
         assert!(Route::parse("a/unknown").is_err());
         assert!(Route::parse("a/manifests/").is_err());
+    }
+
+    #[test]
+    fn route_kinds_name_no_repository() {
+        let kind = |path: &str| v2_kind(path).map(RouteKind::label);
+        assert_eq!(kind("/v2"), Some("base"));
+        assert_eq!(kind("/v2/"), Some("base"));
+        assert_eq!(kind("/v2/_catalog"), Some("catalog"));
+        assert_eq!(kind("/v2/team/app/tags/list"), Some("tags"));
+        assert_eq!(kind("/v2/team/app/manifests/v1"), Some("manifest"));
+        assert_eq!(kind("/v2/team/app/blobs/sha256%3A00"), Some("blob"));
+        assert_eq!(kind("/v2/team/app/blobs/uploads/"), Some("upload"));
+        assert_eq!(kind("/v2/team/app/blobs/uploads/xyz"), Some("upload"));
+        assert_eq!(kind("/v2/team/app/referrers/sha256:00"), Some("referrers"));
+        assert_eq!(kind("/v2/team/app/nonsense"), Some("other"));
+        // Not checked here: the handler refuses the name, the label is still fixed.
+        assert_eq!(kind("/v2/Team/manifests/v1"), Some("manifest"));
+        assert_eq!(kind("/v2foo"), None);
+        assert_eq!(kind("/api/v1/projects"), None);
     }
 }

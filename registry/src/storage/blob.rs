@@ -136,6 +136,15 @@ impl BlobError {
     }
 }
 
+/// How much a blob store holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobUsage {
+    /// Blobs stored.
+    pub blobs: u64,
+    /// Their total size in bytes.
+    pub bytes: u64,
+}
+
 /// Content-addressed blob storage with resumable upload sessions.
 ///
 /// Contract (checked by the conformance suite, `storage::testing` with the `testing`
@@ -173,4 +182,9 @@ pub trait BlobStore: Send + Sync + 'static {
     /// so sessions expire by inactivity; includes sessions whose metadata record is gone
     /// (a crash between the two stores).
     async fn list_uploads(&self) -> Result<Vec<(UploadId, SystemTime)>, BlobError>;
+    /// How many blobs are stored and their size, for monitoring; `None` when the backend
+    /// cannot tell. May visit every blob: callers cache the answer.
+    async fn usage(&self) -> Result<Option<BlobUsage>, BlobError> {
+        Ok(None)
+    }
 }

@@ -19,7 +19,7 @@ use futures_util::StreamExt;
 use pier_oci::{Algorithm, Digest, Hasher};
 use tokio::task::JoinHandle;
 
-use super::blob::{BlobError, BlobStore, ByteStream, UploadId};
+use super::blob::{BlobError, BlobStore, BlobUsage, ByteStream, UploadId};
 use crate::limits::{READ_AHEAD, READ_CHUNK, WRITE_BATCH, WRITEBACK_EVERY};
 
 /// Per-session state kept in memory between requests: the running hash and the offset it
@@ -465,4 +465,35 @@ impl BlobStore for FsBlobStore {
         })
         .await
     }
+
+    async fn usage(&self) -> Result<Option<BlobUsage>, BlobError> {
+        let dir = self.root.join("blobs");
+        blocking(move || usage_under(&dir).map(Some).map_err(BlobError::from_io)).await
+    }
+}
+
+/// Count the blob files under `blobs/` (`<alg>/<two hex>/<hex>`) and their sizes.
+fn usage_under(blobs: &Path) -> io::Result<BlobUsage> {
+    let mut usage = BlobUsage { blobs: 0, bytes: 0 };
+    // Entries deleted while the walk runs are simply not counted.
+    let entries = |dir: &Path| match fs::read_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        r => r?.collect::<io::Result<Vec<_>>>(),
+    };
+    for alg in entries(blobs)? {
+        for fan in entries(&alg.path())? {
+            for blob in entries(&fan.path())? {
+                match blob.metadata() {
+                    Ok(m) if m.is_file() => {
+                        usage.blobs += 1;
+                        usage.bytes += m.len();
+                    }
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(usage)
 }

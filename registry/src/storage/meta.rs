@@ -219,6 +219,13 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Every upload session, for expiry and for dropping a project's sessions.
     async fn list_uploads(&self) -> Result<Vec<(UploadId, UploadRecord)>, MetaError>;
 
+    /// How many manifests are stored, each repository's copy counted, for monitoring;
+    /// `None` when the backend cannot tell. May visit every manifest: callers cache the
+    /// answer.
+    async fn manifest_count(&self) -> Result<Option<u64>, MetaError> {
+        Ok(None)
+    }
+
     /// Make everything written so far durable (used at shutdown).
     async fn flush(&self) -> Result<(), MetaError>;
 }

@@ -27,7 +27,7 @@ mod tests;
 
 pub use access::{AccessStore, ProjectRecord, ROBOT_PREFIX, RobotRecord, SetMember, UserRecord, robot_account};
 pub use audit::{ActorKind, AuditAction, AuditEvent, AuditLog, AuditPage, AuditQuery, Outcome, Purged};
-pub use blob::{BlobError, BlobStore, ByteStream, UploadId};
+pub use blob::{BlobError, BlobStore, BlobUsage, ByteStream, UploadId};
 pub use cached_access::CachedAccess;
 pub use file_audit::FileAuditLog;
 pub use fs::FsBlobStore;

@@ -480,6 +480,10 @@ impl MetaStore for SledMetaStore {
         .await
     }
 
+    async fn manifest_count(&self) -> Result<Option<u64>, MetaError> {
+        self.run(|t| Ok(Some(t.manifests.len() as u64))).await
+    }
+
     async fn flush(&self) -> Result<(), MetaError> {
         self.run(|t| t.db.flush().map(|_| ()).map_err(engine)).await
     }

@@ -12,7 +12,7 @@ use pier_oci::{Algorithm, Digest, Hasher};
 
 use super::lock;
 use crate::limits::READ_CHUNK;
-use crate::storage::blob::{BlobError, BlobStore, ByteStream, UploadId};
+use crate::storage::blob::{BlobError, BlobStore, BlobUsage, ByteStream, UploadId};
 
 /// One upload session.
 struct Session {
@@ -165,5 +165,13 @@ impl BlobStore for MemoryBlobStore {
         let sessions: Vec<(UploadId, Arc<Session>)> =
             lock(&self.sessions).iter().map(|(id, s)| (*id, s.clone())).collect();
         Ok(sessions.into_iter().map(|(id, s)| (id, lock(&s.progress).1)).collect())
+    }
+
+    async fn usage(&self) -> Result<Option<BlobUsage>, BlobError> {
+        let blobs = lock(&self.blobs);
+        Ok(Some(BlobUsage {
+            blobs: blobs.len() as u64,
+            bytes: blobs.values().map(|b| b.len() as u64).sum(),
+        }))
     }
 }

@@ -245,6 +245,12 @@ impl MetaStore for MemoryMetaStore {
             .collect())
     }
 
+    async fn manifest_count(&self) -> Result<Option<u64>, MetaError> {
+        Ok(Some(
+            lock(&self.state).repos.values().map(|r| r.manifests.len() as u64).sum(),
+        ))
+    }
+
     async fn flush(&self) -> Result<(), MetaError> {
         Ok(())
     }

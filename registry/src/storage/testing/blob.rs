@@ -8,7 +8,7 @@ use futures_util::{StreamExt, stream};
 use pier_oci::Digest;
 
 use super::Factory;
-use crate::storage::{BlobError, BlobStore, ByteStream};
+use crate::storage::{BlobError, BlobStore, BlobUsage, ByteStream};
 
 /// A request body made of these chunks.
 pub fn body(parts: &[&[u8]]) -> ByteStream {
@@ -169,9 +169,20 @@ pub async fn duplicate_commit_and_delete<S: BlobStore + ?Sized>(new: &impl Facto
         store.commit(id, &digest).await.unwrap();
         assert_eq!(read_all(&*store, &digest, None).await, data);
     }
+    let usage = store.usage().await.unwrap();
+    assert!(
+        usage.is_none_or(|u| u
+            == BlobUsage {
+                blobs: 1,
+                bytes: data.len() as u64
+            }),
+        "a blob committed twice is stored once: {usage:?}"
+    );
     store.delete(&digest).await.unwrap();
     assert_eq!(store.stat(&digest).await.unwrap(), None);
     assert!(matches!(store.delete(&digest).await, Err(BlobError::NotFound)));
+    let usage = store.usage().await.unwrap();
+    assert!(usage.is_none_or(|u| u == BlobUsage { blobs: 0, bytes: 0 }), "{usage:?}");
 }
 
 /// Wait between two steps whose last-activity times must differ: longer than the coarsest

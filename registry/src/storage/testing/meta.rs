@@ -142,11 +142,17 @@ pub async fn manifests_need_linked_blobs<S: MetaStore + ?Sized>(new: &impl Facto
             .is_some()
     );
 
+    // Counted per repository: m1 and m2 here, "other" in the prefix repository.
+    let count = meta.manifest_count().await.unwrap();
+    assert!(count.is_none_or(|n| n == 3), "{count:?}");
+
     // Deleting a manifest removes the tags that name it, not the others.
     assert_eq!(meta.delete_manifest(&a, &m1.digest).await.unwrap(), Deletion::Deleted);
     assert_eq!(meta.delete_manifest(&a, &m1.digest).await.unwrap(), Deletion::NotFound);
     assert_eq!(meta.list_tags(&a, None, 100).await.unwrap().unwrap(), ["latest"]);
     assert_eq!(meta.get_manifest(&a, &Reference::Tag(tag("v1"))).await.unwrap(), None);
+    let count = meta.manifest_count().await.unwrap();
+    assert!(count.is_none_or(|n| n == 2), "{count:?}");
 }
 
 /// Referrers of a subject, with and without the artifact-type filter, per repository;
