@@ -12,6 +12,7 @@ mod blob;
 mod cached_access;
 mod file_audit;
 mod fs;
+mod fs_read;
 mod keys;
 mod meta;
 mod sled_access;
