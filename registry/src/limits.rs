@@ -10,10 +10,10 @@ pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
 pub const MAX_MANIFEST_DRAIN: usize = 4 * MAX_MANIFEST_BYTES;
 /// Largest page of tags or repositories one request returns, whatever `n` asks for.
 pub const MAX_PAGE: usize = 10_000;
-/// Chunk size for streaming blobs out of the filesystem. A download reuses its few
-/// buffers of this size, so small chunks stay in the CPU's cache between the file read
-/// and the socket write; hyper gathers several into one `writev`, so syscalls stay few
-/// (64 KiB measured cheapest per byte sent, against 128 KiB – 1 MiB; `bench/download.sh`).
+/// Chunk size for streaming blobs out of the filesystem. hyper gathers several chunks into
+/// one `writev`, so small chunks cost no more syscalls than large ones; measured with
+/// `bench/download.sh`, 64 KiB used no more CPU per byte than 128 KiB – 1 MiB (less on a
+/// busy machine) and the least memory.
 pub const READ_CHUNK: usize = 64 * 1024;
 /// Chunks a blob download reads ahead of the socket: enough to keep the reader busy while
 /// hyper writes, little enough that a slow client pins at most this many chunks besides
