@@ -21,22 +21,11 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
+source bench/lib.sh
 PIER_PORT=5101; DIST_PORT=5102
-ADMIN_PASSWORD=bench-admin-password
-REPO=library/bench
-PIER_ADMIN_PASSWORD=$ADMIN_PASSWORD "$PIER" serve --listen 127.0.0.1:$PIER_PORT --data-dir "$work/pier" --log warn >"$work/pier.log" 2>&1 & pids+=($!)
-pier_pid=$!
-cat >"$work/dist.yml" <<YML
-version: 0.1
-log: { level: error, accesslog: { disabled: true } }
-storage: { filesystem: { rootdirectory: $work/dist }, delete: { enabled: true } }
-http: { addr: 127.0.0.1:$DIST_PORT }
-YML
-docker-registry serve "$work/dist.yml" >"$work/dist.log" 2>&1 & pids+=($!)
-dist_pid=$!
-for port in $PIER_PORT $DIST_PORT; do
-  for _ in $(seq 100); do curl -s -o /dev/null "127.0.0.1:$port/v2/" && break; sleep 0.1; done
-done
+start_pier "$PIER" $PIER_PORT "$work/pier"; pier_pid=$started
+start_dist $DIST_PORT "$work/dist"; dist_pid=$started
+wait_ready $PIER_PORT $DIST_PORT
 sleep 1
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 pier_idle=$(rss $pier_pid); dist_idle=$(rss $dist_pid)
@@ -46,18 +35,6 @@ blob_digest="sha256:$(sha256sum "$work/blob" | cut -d' ' -f1)"
 printf '{}' >"$work/config"
 config_digest="sha256:$(sha256sum "$work/config" | cut -d' ' -f1)"
 
-auth=()
-push_blob() { # port file digest [repo] -> seconds of the PUT that carries the bytes
-  # The same flow on both registries (distribution 2.8 has no monolithic POST): open a
-  # session, then one PUT with the whole body.
-  local loc sep repo=${4:-$REPO}
-  loc=$(curl -sf "${auth[@]}" -D - -o /dev/null -X POST "127.0.0.1:$1/v2/$repo/blobs/uploads/" \
-    | awk 'tolower($1)=="location:" {print $2}' | tr -d '\r')
-  case "$loc" in http*) ;; *) loc="http://127.0.0.1:$1$loc" ;; esac
-  sep='?'; case "$loc" in *\?*) sep='&' ;; esac
-  curl -sf "${auth[@]}" -o /dev/null -w '%{time_total}' -X PUT -H 'Content-Type: application/octet-stream' \
-    -T "$2" "${loc}${sep}digest=$3"
-}
 put_manifest() { # port repo
   curl -sf "${auth[@]}" -o /dev/null -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
     --data "$manifest" "127.0.0.1:$1/v2/$2/manifests/v1"

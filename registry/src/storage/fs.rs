@@ -14,13 +14,13 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use pier_oci::{Algorithm, Digest, Hasher};
 use tokio::task::JoinHandle;
 
 use super::blob::{BlobError, BlobStore, BlobUsage, ByteStream, UploadId};
-use crate::limits::{READ_AHEAD, READ_CHUNK, WRITE_BATCH, WRITEBACK_EVERY};
+use crate::limits::{READ_CHUNK, WRITE_BATCH, WRITEBACK_EVERY};
 
 /// Per-session state kept in memory between requests: the running hash and the offset it
 /// covers. Lost on restart, in which case `commit` re-reads the file to hash it.
@@ -248,25 +248,7 @@ impl BlobStore for FsBlobStore {
             Ok((file, range))
         })
         .await?;
-        // One blocking reader per download feeds a short queue: disk reads overlap socket
-        // writes, each chunk is read once into the buffer that goes out, and a client that
-        // goes away stops the reader at its next send.
-        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(READ_AHEAD);
-        tokio::task::spawn_blocking(move || {
-            let mut file = file;
-            let mut remaining = range.end - range.start;
-            while remaining > 0 {
-                let n = remaining.min(READ_CHUNK as u64) as usize;
-                let mut buf = BytesMut::zeroed(n);
-                let item = file.read_exact(&mut buf).map(|()| buf.freeze());
-                let failed = item.is_err();
-                if tx.blocking_send(item).is_err() || failed {
-                    return;
-                }
-                remaining -= n as u64;
-            }
-        });
-        Ok(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed())
+        Ok(super::fs_read::stream(file, range.end - range.start))
     }
 
     async fn delete(&self, digest: &Digest) -> Result<(), BlobError> {

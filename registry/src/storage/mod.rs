@@ -14,6 +14,7 @@ mod blob;
 mod cached_access;
 mod file_audit;
 mod fs;
+mod fs_read;
 mod keys;
 mod memory;
 mod meta;
