@@ -316,20 +316,16 @@ impl Writer {
 
 /// An event of pier's own doing, about the log itself.
 fn pier_event(action: AuditAction, detail: String) -> AuditEvent {
-    AuditEvent {
-        time: super::now(),
-        actor: "pier".into(),
-        actor_kind: ActorKind::Anonymous,
+    let mut e = AuditEvent::new(
+        super::now(),
+        "pier".into(),
+        ActorKind::Anonymous,
         action,
-        project: None,
-        repository: None,
-        reference: None,
-        digest: None,
-        target: None,
-        client: "local".into(),
-        result: Outcome::Success,
-        detail: Some(detail),
-    }
+        "local".into(),
+        Outcome::Success,
+    );
+    e.detail = Some(detail);
+    e
 }
 
 #[cfg(test)]

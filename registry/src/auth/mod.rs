@@ -871,20 +871,14 @@ impl Auth {
 
     /// An audit event by `caller`, to be completed by the caller of this function.
     pub fn event(&self, caller: &Caller, action: AuditAction, result: Outcome) -> AuditEvent {
-        AuditEvent {
-            time: now(),
-            actor: caller.subject.actor(),
-            actor_kind: caller.subject.kind(),
+        AuditEvent::new(
+            now(),
+            caller.subject.actor(),
+            caller.subject.kind(),
             action,
-            project: None,
-            repository: None,
-            reference: None,
-            digest: None,
-            target: None,
-            client: caller.client.clone(),
+            caller.client.clone(),
             result,
-            detail: None,
-        }
+        )
     }
 }
 

@@ -112,6 +112,34 @@ pub struct AuditEvent {
     pub detail: Option<String>,
 }
 
+impl AuditEvent {
+    /// An event at `time` with nothing but who did what, from where, and how it ended; the
+    /// caller fills in what it is about.
+    pub fn new(
+        time: u64,
+        actor: String,
+        actor_kind: ActorKind,
+        action: AuditAction,
+        client: String,
+        result: Outcome,
+    ) -> Self {
+        AuditEvent {
+            time,
+            actor,
+            actor_kind,
+            action,
+            project: None,
+            repository: None,
+            reference: None,
+            digest: None,
+            target: None,
+            client,
+            result,
+            detail: None,
+        }
+    }
+}
+
 /// Which events a query wants. Every field narrows the result.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AuditQuery {
