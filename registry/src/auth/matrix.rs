@@ -62,54 +62,38 @@ macro_rules! names {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Action(u8);
 
-// The built-in actions keep the names they had as enum variants, so code reads the same
-// and `match` still works on them.
-#[allow(non_upper_case_globals)]
-impl Action {
-    /// Read manifests, blobs and tag lists.
-    pub const Pull: Action = Action(0);
-    /// Upload blobs and put manifests.
-    pub const Push: Action = Action(1);
-    /// Delete a tag (`DELETE …/manifests/<tag>`).
-    pub const DeleteTag: Action = Action(2);
-    /// Delete a manifest or a blob by digest.
-    pub const DeleteManifest: Action = Action(3);
-    /// List referrers.
-    pub const ReadReferrers: Action = Action(4);
-    /// Use a repository as the source of a cross-repository mount.
-    pub const MountFrom: Action = Action(5);
-    /// See the project's repositories in `/v2/_catalog`.
-    pub const ListCatalog: Action = Action(6);
-    /// List the project's members.
-    pub const ViewMembers: Action = Action(7);
-    /// Add, change and remove members.
-    pub const ManageMembers: Action = Action(8);
-    /// Create, change, rotate and delete robot accounts.
-    pub const ManageRobots: Action = Action(9);
-    /// Query the project's audit log.
-    pub const ReadAudit: Action = Action(10);
-    /// Change the project's visibility.
-    pub const UpdateProject: Action = Action(11);
-    /// Delete the (empty) project.
-    pub const DeleteProject: Action = Action(12);
+/// The built-in actions: each a constant named as the enum variant it once was (so code
+/// reads the same and `match` still works), its number, its name and what it allows.
+macro_rules! builtin_actions {
+    ($($name:ident = $n:literal, $text:literal, $doc:literal;)*) => {
+        #[allow(non_upper_case_globals)]
+        impl Action {
+            $(#[doc = $doc] pub const $name: Action = Action($n);)*
+
+            /// The built-in actions, in table order.
+            pub const BUILTIN: &'static [Action] = &[$(Action::$name,)*];
+        }
+
+        /// Names of the built-in actions, by their number.
+        const BUILTIN_NAMES: &[&str] = &[$($text,)*];
+    };
 }
 
-/// Names of the built-in actions, by their number.
-const BUILTIN_NAMES: [&str; 13] = [
-    "pull",
-    "push",
-    "delete_tag",
-    "delete_manifest",
-    "read_referrers",
-    "mount_from",
-    "list_catalog",
-    "view_members",
-    "manage_members",
-    "manage_robots",
-    "read_audit",
-    "update_project",
-    "delete_project",
-];
+builtin_actions! {
+    Pull = 0, "pull", "Read manifests, blobs and tag lists.";
+    Push = 1, "push", "Upload blobs and put manifests.";
+    DeleteTag = 2, "delete_tag", "Delete a tag (`DELETE …/manifests/<tag>`).";
+    DeleteManifest = 3, "delete_manifest", "Delete a manifest or a blob by digest.";
+    ReadReferrers = 4, "read_referrers", "List referrers.";
+    MountFrom = 5, "mount_from", "Use a repository as the source of a cross-repository mount.";
+    ListCatalog = 6, "list_catalog", "See the project's repositories in `/v2/_catalog`.";
+    ViewMembers = 7, "view_members", "List the project's members.";
+    ManageMembers = 8, "manage_members", "Add, change and remove members.";
+    ManageRobots = 9, "manage_robots", "Create, change, rotate and delete robot accounts.";
+    ReadAudit = 10, "read_audit", "Query the project's audit log.";
+    UpdateProject = 11, "update_project", "Change the project's visibility.";
+    DeleteProject = 12, "delete_project", "Delete the (empty) project.";
+}
 
 /// How many actions there can be, built-in and registered: a [`Grant`] is one bit each.
 pub const MAX_ACTIONS: usize = 64;
@@ -161,23 +145,6 @@ static REGISTERED: Registered = Registered {
 };
 
 impl Action {
-    /// The built-in actions, in table order.
-    pub const BUILTIN: &'static [Action] = &[
-        Action::Pull,
-        Action::Push,
-        Action::DeleteTag,
-        Action::DeleteManifest,
-        Action::ReadReferrers,
-        Action::MountFrom,
-        Action::ListCatalog,
-        Action::ViewMembers,
-        Action::ManageMembers,
-        Action::ManageRobots,
-        Action::ReadAudit,
-        Action::UpdateProject,
-        Action::DeleteProject,
-    ];
-
     /// Add an action to the matrix for this process: the roles of `spec` (and public
     /// projects, and robots, as it says) are granted it from now on. Registering the same
     /// spec again returns the same action, so every registry opened in a process can
@@ -463,6 +430,14 @@ mod tests {
             assert_eq!(strong.union(weak), strong, "{} ⊇ {}", w[0], w[1]);
         }
         assert_eq!(Role::ProjectAdmin.grant(), Grant::all());
+    }
+
+    #[test]
+    fn builtin_actions_are_numbered_in_table_order() {
+        assert_eq!(Action::BUILTIN.len(), BUILTIN_NAMES.len());
+        for (i, a) in Action::BUILTIN.iter().enumerate() {
+            assert_eq!(a.0 as usize, i, "{a}");
+        }
     }
 
     #[test]
