@@ -133,6 +133,8 @@ struct Registered {
     roles: [AtomicU64; ROLES],
     public: AtomicU64,
     robots: AtomicU64,
+    /// Every registered action, for [`Grant::all`] (the system admin's, on every request).
+    all: AtomicU64,
 }
 
 const ROLES: usize = Role::ALL.len();
@@ -142,6 +144,7 @@ static REGISTERED: Registered = Registered {
     roles: [const { AtomicU64::new(0) }; ROLES],
     public: AtomicU64::new(0),
     robots: AtomicU64::new(0),
+    all: AtomicU64::new(0),
 };
 
 impl Action {
@@ -179,6 +182,7 @@ impl Action {
         if spec.robots {
             REGISTERED.robots.fetch_or(bit, Ordering::Release);
         }
+        REGISTERED.all.fetch_or(bit, Ordering::Release);
         specs.push(spec);
         Ok(Action(n as u8))
     }
@@ -203,9 +207,14 @@ impl Action {
 impl FromStr for Action {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        if let Some(a) = Action::all().into_iter().find(|a| a.name() == s) {
-            return Ok(a);
+        if let Some(i) = BUILTIN_NAMES.iter().position(|n| *n == s) {
+            return Ok(Action(i as u8));
         }
+        let specs = REGISTERED.specs.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = specs.iter().position(|spec| spec.name == s) {
+            return Ok(Action((BUILTIN_NAMES.len() + i) as u8));
+        }
+        drop(specs);
         let names: Vec<&str> = Action::all().into_iter().map(Action::name).collect();
         Err(format!("unknown action {s:?}; expected one of: {}", names.join(", ")))
     }
@@ -269,7 +278,7 @@ impl Grant {
 
     /// Every action, registered ones included.
     pub fn all() -> Grant {
-        Grant::of(&Action::all())
+        Grant::of(Action::BUILTIN).union(Grant(REGISTERED.all.load(Ordering::Acquire)))
     }
 
     /// What anyone, anonymous callers included, may do in a public project.
